@@ -1,0 +1,86 @@
+"""The `numbase` console script: thin wrappers over the packages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from models.settings import SettingsError
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from models import migrate
+    from models.db import resolve_database_url
+
+    url = resolve_database_url()
+    if args.action == "upgrade":
+        migrate.upgrade(url, args.revision or "head")
+    elif args.action == "downgrade":
+        migrate.downgrade(url, args.revision or "base")
+    elif args.action == "check":
+        migrate.check(url)
+    elif args.action == "current":
+        print(migrate.current_revision(url) or "(empty database)")
+    elif args.action == "url":
+        print(url)
+    return 0
+
+
+def _cmd_create_user(args: argparse.Namespace) -> int:
+    from cli.users import create_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    try:
+        user_id = create_user(args.username, password, args.role, args.email)
+    except ValueError as exc:
+        print(f"numbase create-user: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {args.role} {args.username!r} (id {user_id})")
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from cli.up import run_platform
+
+    return run_platform(demo=args.demo, with_dagster=not args.no_dagster)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="numbase", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade", "check", "current", "url"])
+    db.add_argument("revision", nargs="?", help="target revision (default head / base)")
+    db.set_defaults(func=_cmd_db)
+
+    cu = sub.add_parser("create-user", help="create a user (e.g. the first admin)")
+    cu.add_argument("--username", required=True)
+    cu.add_argument("--email", required=True)
+    cu.add_argument("--role", choices=["admin", "manager"], default="manager")
+    cu.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    cu.set_defaults(func=_cmd_create_user)
+
+    up = sub.add_parser("up", help="run the whole platform locally until Ctrl-C")
+    up.add_argument("--demo", action="store_true", help="seed demo data and a sample SFTP file")
+    up.add_argument("--no-dagster", action="store_true", help="run without Dagster")
+    up.set_defaults(func=_cmd_up)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(f"numbase: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

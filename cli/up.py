@@ -1,0 +1,204 @@
+"""`numbase up`: the whole platform on one machine, stopped as a whole by Ctrl-C.
+
+Children run in their own sessions with default signal handling (STACK-NOTES: `dagster dev`
+started with SIGINT ignored cannot be stopped), get the resolved database URL so none of them
+starts a second embedded server, and are stopped by process group.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.settings import Settings, get_settings
+
+STOP_TIMEOUT = 20.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    url: str
+    ready_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+
+def _reset_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_child(child: Child, env: dict[str, str]) -> None:
+    child.process = subprocess.Popen(
+        child.argv, env=env, start_new_session=True, preexec_fn=_reset_signals
+    )
+
+
+def stop_children(children: list[Child]) -> None:
+    live = [c for c in children if c.process and c.process.poll() is None]
+    for child in live:
+        try:
+            os.killpg(child.process.pid, signal.SIGTERM)  # type: ignore[union-attr]
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for child in live:
+        assert child.process is not None
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+    for child in children:
+        # Stray grandchildren (uvicorn workers, dagster daemons) go with their group.
+        if child.process:
+            try:
+                os.killpg(child.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def wait_ready(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def child_environment(settings: Settings, database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["NUMBASE_DATABASE_URL"] = database_url
+    env["NUMBASE_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["NUMBASE_JWT_SECRET"] = settings.resolved_jwt_secret()
+    env["DAGSTER_HOME"] = str(settings.dagster_home)
+    return env
+
+
+def platform_children(settings: Settings, env: dict[str, str], with_dagster: bool) -> list[Child]:
+    python = sys.executable
+    children: list[Child] = []
+    if settings.local_sftp and importlib.util.find_spec("orchestration.local_sftp"):
+        children.append(
+            Child(
+                "SFTP server",
+                [python, "-m", "orchestration.local_sftp"],
+                f"sftp://{settings.sftp_user}@127.0.0.1:{settings.sftp_port}",
+            )
+        )
+    api = f"http://{settings.api_host}:{settings.api_port}"
+    children.append(
+        Child(
+            "API",
+            [
+                python, "-m", "uvicorn", "api.main:create_app", "--factory",
+                "--host", settings.api_host, "--port", str(settings.api_port),
+                "--workers", str(max(1, os.cpu_count() or 1)), "--no-access-log",
+            ],
+            f"{api}/api/docs",
+            f"{api}/api/health",
+        )
+    )  # fmt: skip
+    if with_dagster and importlib.util.find_spec("orchestration.definitions"):
+        from orchestration.instance import write_dagster_yaml
+
+        write_dagster_yaml(settings.dagster_home, env["NUMBASE_DATABASE_URL"])
+        workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+        dagster_url = f"http://127.0.0.1:{settings.dagster_port}"
+        children.append(
+            Child(
+                "Dagster UI",
+                [
+                    python, "-m", "dagster", "dev", "-w", str(workspace),
+                    "-h", "127.0.0.1", "-p", str(settings.dagster_port),
+                ],
+                dagster_url,
+                f"{dagster_url}/server_info",
+            )
+        )  # fmt: skip
+    return children
+
+
+def run_platform(*, demo: bool = False, with_dagster: bool = True) -> int:
+    from models import migrate
+    from models.db import resolve_database_url
+    from models.embedded import EmbeddedPostgres
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded = EmbeddedPostgres(settings.pgdata_dir) if settings.embedded_database else None
+    started_db = bool(embedded and not embedded.running())
+    database_url = resolve_database_url(settings)
+    print(f"numbase: database {database_url}" + (" (embedded)" if embedded else ""), flush=True)
+    migrate.upgrade(database_url)
+    env = child_environment(settings, database_url)
+    children = platform_children(settings, env, with_dagster)
+    stopping = False
+
+    def _stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        for child in children:
+            start_child(child, env)
+        for child in children:
+            if child.ready_url and not wait_ready(child.ready_url, 90):
+                print(f"numbase: {child.name} did not become ready", file=sys.stderr)
+                return 1
+        _announce(settings, database_url, children)
+        if demo:
+            from cli.demo import seed_demo
+
+            seed_demo(settings, database_url)
+        while not stopping:
+            for child in children:
+                assert child.process is not None
+                if child.process.poll() is not None:
+                    print(f"numbase: {child.name} exited ({child.process.returncode})")
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("numbase: stopping...", flush=True)
+        stop_children(children)
+        if embedded and started_db:
+            embedded.stop()
+        print("numbase: stopped", flush=True)
+
+
+def _announce(settings: Settings, database_url: str, children: list[Child]) -> None:
+    from sqlalchemy import func, select
+
+    from models.db import make_engine
+    from models.tables import User
+
+    for child in children:
+        print(f"numbase: {child.name:<12} {child.url}", flush=True)
+    engine = make_engine(database_url, pool_size=None)
+    with engine.connect() as conn:
+        users = conn.scalar(select(func.count()).select_from(User))
+    engine.dispose()
+    if not users:
+        print(
+            "numbase: no users yet - create the first admin with:\n"
+            "  .venv/bin/numbase create-user --username admin --email admin@example.com "
+            "--role admin --password-stdin",
+            flush=True,
+        )
+    print("numbase: running; press Ctrl-C to stop everything", flush=True)

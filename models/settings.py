@@ -1,0 +1,128 @@
+"""Configuration shared by the API, Dagster and the CLI: every knob is a `NUMBASE_` variable."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "NUMBASE_"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # Data layer. Unset database URL means: run the embedded PostgreSQL in data_dir/pgdata.
+    database_url: str | None = None
+    data_dir: Path = Path(".numbase")
+    db_pool_size: int = Field(10, ge=1, le=200)
+    phone_region: str = "RU"
+
+    # Auth. Unset JWT secret: a random one is generated once and kept in data_dir (0600).
+    jwt_secret: str | None = Field(None, min_length=32)
+    jwt_access_ttl_seconds: int = Field(900, ge=30)
+    jwt_refresh_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    login_max_failures: int = Field(5, ge=1)
+    login_window_seconds: int = Field(900, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # SoftPhone integration: webhook HMAC secret and a read-only service key for the pop-up.
+    softphone_webhook_secret: str | None = Field(None, min_length=16)
+    softphone_api_key: str | None = Field(None, min_length=16)
+    softphone_max_skew_seconds: int = Field(300, ge=1)
+
+    # SFTP. Unset host means: run the local SFTP server rooted at data_dir/sftp.
+    sftp_host: str | None = None
+    sftp_port: int = Field(2222, ge=1, le=65535)
+    sftp_user: str = "numbase"
+    sftp_password: str | None = None
+    sftp_key_file: Path | None = None
+    sftp_known_hosts: Path | None = None
+    sftp_host_key_policy: Literal["known_hosts", "accept_new"] = "accept_new"
+
+    # Processes started by `numbase up`.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    dagster_port: int = Field(3000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("phone_region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO 3166 region phonenumbers knows")
+        return region
+
+    @field_validator("sftp_key_file")
+    @classmethod
+    def _check_key_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def local_sftp(self) -> bool:
+        return self.sftp_host is None
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir.resolve() / "pgdata"
+
+    @property
+    def sftp_root(self) -> Path:
+        return self.data_dir.resolve() / "sftp"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir.resolve() / "dagster"
+
+    def resolved_jwt_secret(self) -> str:
+        """The configured secret, else one generated once per data folder."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_dir.resolve() / "jwt_secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning pydantic errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
