@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import Engine
 
-from api.routers import health
+from api.errors import install_error_handlers
+from api.routers import auth, health
+from models.db import make_engine, resolve_database_url
+from models.settings import Settings, get_settings
 
 
-def create_app() -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if engine is None:
+        engine = make_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     app = FastAPI(
         title="numbase API",
         version="0.1.0",
+        description="Projects, providers, geo, phone numbers, SFTP jobs, conversion and SoftPhone.",
         docs_url="/api/docs",
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
-    app.include_router(health.router)
+    app.state.settings = settings
+    app.state.engine = engine
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    install_error_handlers(app)
+    for module in (health, auth):
+        app.include_router(module.router)
     return app

@@ -1,0 +1,98 @@
+"""The plan's error contract: `{"detail": "..."}`, or HTTP 400 `{"field": ["message", ...]}` for
+validation (FastAPI's 422 shape is replaced everywhere), 409 for unique clashes, never a 500 for
+bad input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg import errors as pg_errors
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("numbase.api")
+
+# Where a request value came from is not part of the field name the client sees.
+_LOCATIONS = {"body", "query", "path", "header", "cookie"}
+
+
+class FieldError(Exception):
+    """A validation error on named fields -> 400 {field: [messages]}."""
+
+    def __init__(self, errors: dict[str, list[str]] | str, message: str | None = None) -> None:
+        if isinstance(errors, str):
+            errors = {errors: [message or "invalid value"]}
+        self.errors = errors
+        super().__init__(str(errors))
+
+
+def not_found(what: str = "Not found.") -> HTTPException:
+    return HTTPException(status_code=404, detail=what)
+
+
+def conflict(detail: str) -> HTTPException:
+    return HTTPException(status_code=409, detail=detail)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if str(p) not in _LOCATIONS]
+    return ".".join(parts) or "non_field_errors"
+
+
+def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for err in exc.errors():
+        message = str(err.get("msg", "invalid value"))
+        if err.get("type") == "json_invalid":
+            message = "Malformed JSON body."
+        errors.setdefault(_field_name(tuple(err.get("loc", ()))), []).append(message)
+    return errors
+
+
+def _constraint_message(exc: IntegrityError) -> tuple[int, str]:
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or "constraint"
+    if isinstance(orig, pg_errors.UniqueViolation):
+        detail = getattr(diag, "message_detail", None) or ""
+        return 409, f"Already exists ({constraint}). {detail}".strip()
+    if isinstance(orig, pg_errors.ForeignKeyViolation):
+        return 409, f"Refers to a missing row or is still referenced ({constraint})."
+    if isinstance(orig, pg_errors.CheckViolation | pg_errors.NotNullViolation):
+        return 400, f"Value refused by the database ({constraint})."
+    return 409, f"Conflicts with stored data ({constraint})."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(validation_errors(exc), status_code=400)
+
+    @app.exception_handler(FieldError)
+    async def _fields(_: Request, exc: FieldError) -> JSONResponse:
+        return JSONResponse(exc.errors, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        status, detail = _constraint_message(exc)
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(_: Request, exc: DBAPIError) -> JSONResponse:
+        # Data errors (a value PostgreSQL cannot take) are the client's; the rest are ours.
+        if isinstance(exc.orig, pg_errors.DataError):
+            return JSONResponse({"detail": "Invalid value for the database."}, status_code=400)
+        log.exception("database error")
+        return JSONResponse({"detail": "Database unavailable."}, status_code=503)
