@@ -10,9 +10,13 @@ from models.settings import SettingsError
 
 def _cmd_db(args: argparse.Namespace) -> int:
     from models import migrate
-    from models.db import resolve_database_url
+    from models.db import database_for_command
 
-    url = resolve_database_url()
+    with database_for_command() as url:
+        return _db_action(args, url, migrate)
+
+
+def _db_action(args: argparse.Namespace, url: str, migrate) -> int:  # type: ignore[no-untyped-def]
     if args.action == "upgrade":
         migrate.upgrade(url, args.revision or "head")
     elif args.action == "downgrade":
@@ -28,6 +32,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 def _cmd_create_user(args: argparse.Namespace) -> int:
     from cli.users import create_user
+    from models.db import database_for_command
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -36,7 +41,8 @@ def _cmd_create_user(args: argparse.Namespace) -> int:
 
         password = getpass.getpass("Password: ")
     try:
-        user_id = create_user(args.username, password, args.role, args.email)
+        with database_for_command() as url:
+            user_id = create_user(url, args.username, password, args.role, args.email)
     except ValueError as exc:
         print(f"numbase create-user: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ starts a second embedded server, and are stopped by process group.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -45,10 +46,8 @@ def start_child(child: Child, env: dict[str, str]) -> None:
 def stop_children(children: list[Child]) -> None:
     live = [c for c in children if c.process and c.process.poll() is None]
     for child in live:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.process.pid, signal.SIGTERM)  # type: ignore[union-attr]
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + STOP_TIMEOUT
     for child in live:
         assert child.process is not None
@@ -60,10 +59,8 @@ def stop_children(children: list[Child]) -> None:
     for child in children:
         # Stray grandchildren (uvicorn workers, dagster daemons) go with their group.
         if child.process:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def wait_ready(url: str, timeout: float) -> bool:

@@ -8,21 +8,21 @@ from pwdlib import PasswordHash
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.db import make_engine, resolve_database_url
+from models.db import make_engine
 from models.tables import AuditLog, User
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
 
 
-def create_user(username: str, password: str, role: str, email: str) -> int:
+def create_user(database_url: str, username: str, password: str, role: str, email: str) -> int:
     if not username.strip() or len(username) > 150:
         raise ValueError("username must be 1-150 characters")
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"password must be at least {MIN_PASSWORD} characters")
     if not EMAIL.match(email):
         raise ValueError(f"not an email address: {email!r}")
-    engine = make_engine(resolve_database_url(), pool_size=None)
+    engine = make_engine(database_url, pool_size=None)
     try:
         with Session(engine) as session, session.begin():
             clash = session.scalar(

@@ -40,6 +40,25 @@ def resolve_database_url(settings: Settings | None = None, *, start: bool = True
     return ensure_database(server_url, APP_DATABASE)
 
 
+@contextmanager
+def database_for_command(settings: Settings | None = None) -> Iterator[str]:
+    """The database URL for a one-shot command; an embedded server started just for it is
+    stopped afterwards, one that was already running (e.g. under `numbase up`) is left alone."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        yield libpq_url(settings.database_url)
+        return
+    from models.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(settings.pgdata_dir)
+    was_running = server.running()
+    try:
+        yield resolve_database_url(settings)
+    finally:
+        if not was_running:
+            server.stop()
+
+
 def make_engine(url: str, *, pool_size: int | None = 10, **kwargs: object) -> Engine:
     """pool_size=None means no pooling (one-shot tools: migrations, CLI)."""
     if pool_size is None:
