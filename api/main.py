@@ -7,13 +7,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
+from api.observability import install_observability
 from api.routers import auth, health
 from models.db import make_engine, resolve_database_url
+from models.logging_setup import configure_logging
 from models.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings.log_level)
     if engine is None:
         engine = make_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
     app = FastAPI(
@@ -35,6 +38,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             allow_headers=["*"],
         )
     install_error_handlers(app)
+    install_observability(app)
     for module in (health, auth):
         app.include_router(module.router)
     return app
