@@ -50,6 +50,23 @@ def _cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prune(_: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from models.db import database_for_command, make_engine
+    from models.maintenance import prune_auth_tables
+    from models.settings import get_settings
+
+    window = dt.timedelta(seconds=get_settings().login_window_seconds)
+    with database_for_command() as url:
+        engine = make_engine(url, pool_size=None)
+        with engine.begin() as conn:
+            removed = prune_auth_tables(conn, failures_older_than=window)
+        engine.dispose()
+    print(", ".join(f"{table}: {n} removed" for table, n in removed.items()))
+    return 0
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from cli.up import run_platform
 
@@ -71,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     cu.add_argument("--role", choices=["admin", "manager"], default="manager")
     cu.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     cu.set_defaults(func=_cmd_create_user)
+
+    prune = sub.add_parser("prune", help="delete expired revoked tokens and old login failures")
+    prune.set_defaults(func=_cmd_prune)
 
     up = sub.add_parser("up", help="run the whole platform locally until Ctrl-C")
     up.add_argument("--demo", action="store_true", help="seed demo data and a sample SFTP file")

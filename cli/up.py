@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,8 @@ def child_environment(settings: Settings, database_url: str) -> dict[str, str]:
     env["NUMBASE_DATA_DIR"] = str(settings.data_dir.resolve())
     env["NUMBASE_JWT_SECRET"] = settings.resolved_jwt_secret()
     env["DAGSTER_HOME"] = str(settings.dagster_home)
+    # Several uvicorn workers: /metrics aggregates them through files in this folder.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.data_dir.resolve() / "prometheus")
     return env
 
 
@@ -142,6 +145,9 @@ def run_platform(*, demo: bool = False, with_dagster: bool = True) -> int:
     print(f"numbase: database {database_url}" + (" (embedded)" if embedded else ""), flush=True)
     migrate.upgrade(database_url)
     env = child_environment(settings, database_url)
+    metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(metrics_dir, ignore_errors=True)  # stale counters of a previous run
+    metrics_dir.mkdir(parents=True)
     children = platform_children(settings, env, with_dagster)
     stopping = False
 
