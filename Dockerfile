@@ -1,0 +1,31 @@
+# One image for every numbase process (API, migrations, Dagster webserver/daemon/code location).
+# No secrets are baked in: configuration comes from the environment (.env in docker compose).
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    DAGSTER_HOME=/opt/dagster/home \
+    NUMBASE_DATA_DIR=/var/lib/numbase
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY api ./api
+COPY models ./models
+COPY orchestration ./orchestration
+COPY sensors ./sensors
+COPY cli ./cli
+COPY dbt_project ./dbt_project
+COPY deploy ./deploy
+RUN pip install . \
+    && mkdir -p "$DAGSTER_HOME" "$NUMBASE_DATA_DIR" /tmp/prometheus \
+    && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
+    && useradd --system --home /app numbase \
+    && chown -R numbase "$DAGSTER_HOME" "$NUMBASE_DATA_DIR" /tmp/prometheus /app/dbt_project
+
+# The dbt manifest is prepared at build time, not on every code-location load.
+RUN cd dbt_project && DBT_PROFILES_DIR=. dbt parse --no-partial-parse --target-path target >/dev/null 2>&1 || true
+
+USER numbase
+EXPOSE 8000 3000 4000
+CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--workers", "4"]
