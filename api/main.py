@@ -8,7 +8,20 @@ from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
 from api.observability import install_observability
-from api.routers import auth, health
+from api.openapi import install_openapi
+from api.routers import (
+    audit_log,
+    auth,
+    geo,
+    health,
+    links,
+    numbers,
+    projects,
+    providers,
+    schedules,
+    softphone,
+    users,
+)
 from models.db import make_engine, resolve_database_url
 from models.logging_setup import configure_logging
 from models.settings import Settings, get_settings
@@ -39,6 +52,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         )
     install_error_handlers(app)
     install_observability(app)
-    for module in (health, auth):
+    for module in (health, auth, users, projects, providers, geo, links, schedules, audit_log):
         app.include_router(module.router)
+    app.include_router(numbers.router)
+    app.include_router(softphone.router)
+    install_openapi(app)
     return app

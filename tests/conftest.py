@@ -96,3 +96,7 @@ def factory(session: Session):  # type: ignore[no-untyped-def]
     from tests.factories import Factory
 
     return Factory(session)
+
+
+# Cheap argon2id parameters everywhere in-process (see tests/fasthash.py).
+from tests.fasthash import cheap_argon2  # noqa: E402, F401

