@@ -24,7 +24,7 @@ RUN pip install . \
     && chown -R numbase "$DAGSTER_HOME" "$NUMBASE_DATA_DIR" /tmp/prometheus /app/dbt_project
 
 # The dbt manifest is prepared at build time, not on every code-location load.
-RUN cd dbt_project && DBT_PROFILES_DIR=. dbt parse --no-partial-parse --target-path target >/dev/null 2>&1 || true
+RUN dagster-dbt project prepare-and-package --file orchestration/assets/dbt.py
 
 USER numbase
 EXPOSE 8000 3000 4000
