@@ -7,16 +7,35 @@ QUIET_PIP := { grep -v '^WARNING: Location' || true; }
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The dbt manifest Dagster's code location loads: prepared here, once per change of the dbt
+# project, never on every load of the code location.
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_FILES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
+	$(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null)
 
-.PHONY: install up test test-pg15 lint format dbt-docs clean
+.PHONY: install up test test-pg15 lint format dbt-manifest dbt-docs clean
 
-install: $(STAMP)
+install: $(STAMP) $(DBT_MANIFEST)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(QUIET_PIP)
 	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
+
+$(DBT_MANIFEST): $(STAMP) $(DBT_FILES)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster-dbt project prepare-and-package \
+		--file orchestration/assets/dbt.py
+	touch $(DBT_MANIFEST)
+
+# The dbt manifest Dagster's code location loads (see DBT_MANIFEST above).
+dbt-manifest: $(DBT_MANIFEST)
+
+# dbt's docs site for the configured database: build it, then serve it on 127.0.0.1:8080
+# (or open dbt_project/target/static_index.html, a single self-contained file).
+dbt-docs: install
+	$(BIN)/python -m orchestration.dbt_env docs generate --static
+	$(BIN)/python -m orchestration.dbt_env docs serve --host 127.0.0.1 --port 8080 --no-browser
 
 up: install
 	$(BIN)/numbase up

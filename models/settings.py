@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     dagster_port: int = Field(3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Conversion (dbt) refresh schedule, a five-field cron expression (UTC).
+    conversion_cron: str = Field("*/15 * * * *", pattern=r"^\S+( \S+){4}$")
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -1,0 +1,7 @@
+{# Rows that repeat the same combination of columns; NULLs compare equal (a NULL provider is one key). #}
+{% test unique_combination(model, columns) %}
+select {{ columns | join(', ') }}, count(*) as n
+from {{ model }}
+group by {{ columns | join(', ') }}
+having count(*) > 1
+{% endtest %}

@@ -1,0 +1,1 @@
+"""Assets: SFTP imports (one dynamic partition per file) and exports."""

@@ -1,0 +1,36 @@
+"""The one Dagster code location of numbase (workspace.yaml points here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import Definitions
+
+from orchestration.assets.dbt import conversion_definitions
+from orchestration.assets.exports import numbers_export
+from orchestration.assets.imports import phone_numbers
+from orchestration.jobs import sftp_export_job, sftp_import_job
+from orchestration.resources import default_resources
+from sensors.inbox import sftp_inbox_sensor
+from sensors.job_requests import sftp_export_requests_sensor, sftp_import_requests_sensor
+from sensors.run_status import sftp_job_failure_sensor
+
+
+def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
+    """Definitions with the given resources (tests), else the ones from NUMBASE_* variables."""
+    sftp = Definitions(
+        assets=[phone_numbers, numbers_export],
+        jobs=[sftp_import_job, sftp_export_job],
+        sensors=[
+            sftp_inbox_sensor,
+            sftp_import_requests_sensor,
+            sftp_export_requests_sensor,
+            sftp_job_failure_sensor,
+        ],
+        resources=resources if resources is not None else default_resources(),
+    )
+    # Conversion: dbt models as assets, their jobs, schedule and sensors (+ the dbt resource).
+    return Definitions.merge(sftp, conversion_definitions())
+
+
+defs = build_definitions()

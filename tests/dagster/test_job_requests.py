@@ -1,0 +1,132 @@
+"""Durable requests: a pending sftp_jobs row (as the API inserts it) -> sensor -> run -> done."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from dagster import DagsterEventType, build_run_status_sensor_context
+from sqlalchemy import text
+
+from sensors.job_requests import sftp_export_requests_sensor, sftp_import_requests_sensor
+from sensors.run_status import sftp_job_failure_sensor
+from tests.dagster.conftest import Harness, csv_bytes, phones
+
+
+def _insert_job(h: Harness, **values) -> int:
+    values.setdefault("params", {})
+    values["params"] = json.dumps(values["params"])
+    cols = ", ".join(values)
+    marks = ", ".join(f":{k}" for k in values)
+    with h.engine.begin() as conn:
+        return int(
+            conn.execute(
+                text(f"INSERT INTO sftp_jobs ({cols}) VALUES ({marks}) RETURNING id"), values
+            ).scalar_one()
+        )
+
+
+def test_requested_import_goes_pending_to_completed(harness: Harness, factory) -> None:
+    project = factory.project(code="req")
+    harness.upload(
+        "uploads/vendor.csv",
+        csv_bytes([["Контакт", "Имя"], *[[p, "x"] for p in phones(250)]], delimiter=";"),
+    )
+    job_id = _insert_job(
+        harness,
+        job_type="import",
+        project_id=project.id,
+        file_path="/uploads/vendor.csv",
+        params={"column_map": {"phone": "Контакт", "name": "Имя"}},
+    )
+    assert harness.job(job_id)["status"] == "pending"
+    [request] = harness.tick(sftp_import_requests_sensor).run_requests
+    assert request.run_key == f"sftp_job:{job_id}"
+    assert request.partition_key == "uploads/vendor.csv"
+    result = harness.execute(request)
+    assert result.success
+    job = harness.job(job_id)
+    assert (job["status"], job["records_count"]) == ("completed", 250)
+    assert harness.count(project.id) == 250
+    assert harness.scalar("SELECT attributes->>'name' FROM phone_numbers LIMIT 1") == "x"
+    assert harness.exists("processed/uploads/vendor.csv")
+
+
+def test_requested_export_goes_pending_to_completed(harness: Harness, factory) -> None:
+    project = factory.project(code="exp")
+    other = factory.project(code="other")
+    for i in range(30):
+        factory.number(project, f"+7916555{i:04d}", status="new" if i % 3 else "success")
+    factory.number(other, "+79165550000")
+    job_id = _insert_job(
+        harness,
+        job_type="export",
+        project_id=project.id,
+        params={"filters": {"status": ["new"], "project_id": other.id}, "name": "May leads"},
+    )
+    [request] = harness.tick(sftp_export_requests_sensor).run_requests
+    assert request.run_key == f"sftp_job:{job_id}"
+    result = harness.execute(request)
+    assert result.success
+    job = harness.job(job_id)
+    assert job["status"] == "completed" and job["records_count"] == 20
+    assert job["file_path"] == "outbox/May_leads.csv"
+    rows = list(csv.DictReader(io.StringIO(harness.read("outbox/May_leads.csv"))))
+    assert len(rows) == 20 and {r["status"] for r in rows} == {"new"}
+    assert {r["project_id"] for r in rows} == {str(project.id)}  # the job's project wins
+    assert not harness.exists("outbox/May_leads.csv.part")
+
+
+def test_bad_requests_fail_without_a_run(harness: Harness, factory) -> None:
+    import datetime as dt
+
+    project = factory.project(code="badreq")
+    gone = factory.project(
+        code="gonereq", status="deleted", is_deleted=True, deleted_at=dt.datetime.now(dt.UTC)
+    )
+    a = _insert_job(harness, job_type="import", project_id=project.id, file_path="../etc/passwd")
+    b = _insert_job(harness, job_type="import", project_id=gone.id, file_path="inbox/x.csv")
+    c = _insert_job(
+        harness, job_type="export", project_id=project.id, params={"filters": {"status": ["ok"]}}
+    )
+    assert not harness.tick(sftp_import_requests_sensor).run_requests
+    assert not harness.tick(sftp_export_requests_sensor).run_requests
+    assert "outside the SFTP root" in harness.job(a)["error_log"]
+    assert "is deleted" in harness.job(b)["error_log"]
+    assert "status 'ok'" in harness.job(c)["error_log"]
+    assert {harness.job(i)["status"] for i in (a, b, c)} == {"failed"}
+
+
+def test_missing_file_fails_the_job_and_failure_sensor_is_the_backstop(
+    harness: Harness, factory
+) -> None:
+    project = factory.project(code="miss")
+    job_id = _insert_job(
+        harness, job_type="import", project_id=project.id, file_path="uploads/none.csv"
+    )
+    [request] = harness.tick(sftp_import_requests_sensor).run_requests
+    result = harness.execute(request)
+    assert not result.success
+    job = harness.job(job_id)
+    assert job["status"] == "failed" and "none.csv" in job["error_log"]
+
+    # A run that dies before the asset can record anything: the sensor marks the job.
+    job2 = _insert_job(
+        harness, job_type="import", project_id=project.id, file_path="uploads/other.csv"
+    )
+    [req2] = harness.tick(sftp_import_requests_sensor).run_requests
+    req2 = req2.with_replaced_attrs(partition_key="uploads/none.csv")  # a mismatched run
+    failed = harness.execute(req2)
+    assert not failed.success and harness.job(job2)["status"] == "pending"
+    event = next(e for e in failed.all_events if e.event_type == DagsterEventType.PIPELINE_FAILURE)
+    with build_run_status_sensor_context(
+        sensor_name="sftp_job_failure_sensor",
+        dagster_instance=harness.instance,
+        dagster_run=failed.dagster_run,
+        dagster_event=event,
+    ) as ctx:
+        sftp_job_failure_sensor(ctx.for_run_failure())
+    job = harness.job(job2)
+    assert job["status"] == "failed" and "not partition" in job["error_log"]
+    assert job["dagster_run_id"] == failed.run_id

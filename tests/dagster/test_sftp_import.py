@@ -1,0 +1,201 @@
+"""SFTP imports end to end: live SFTP server, sensor ticks, real Dagster runs, real PostgreSQL."""
+
+from __future__ import annotations
+
+from sensors.inbox import sftp_inbox_sensor
+from tests.dagster.conftest import Harness, csv_bytes, phones
+
+
+def _drive(h: Harness) -> list:
+    """Tick until the inbox sensor asks for runs (at most 3 ticks), then run them."""
+    results = []
+    for _ in range(3):
+        out = h.tick(sftp_inbox_sensor)
+        if out.run_requests:
+            results = [h.execute(r) for r in out.run_requests]
+            break
+    return results
+
+
+def test_csv_lands_with_exact_counts(harness: Harness, factory) -> None:
+    project = factory.project(code="acme")
+    provider = factory.provider(code="leadco")
+    good = phones(500)
+    rows = [["phone", "name"]]
+    rows += [[p, f"client {i}"] for i, p in enumerate(good)]
+    rows += [["8 (916) 000-00-01", "dup of line 3"], ["not a phone", "x"], ["", "empty"]]
+    harness.upload("inbox/acme/leadco/may.csv", csv_bytes(rows))
+
+    first = harness.tick(sftp_inbox_sensor)
+    assert not first.run_requests  # seen once: not yet known to be still
+    second = harness.tick(sftp_inbox_sensor)
+    assert [r.partition_key for r in second.run_requests] == ["inbox/acme/leadco/may.csv"]
+    request = second.run_requests[0]
+    assert request.run_key.startswith("inbox:inbox/acme/leadco/may.csv:")
+
+    result = harness.execute(request)
+    assert result.success
+    assert harness.count(project.id) == 500
+    mat = result.asset_materializations_for_node("phone_numbers")[0]
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["rows_read"] == 503
+    assert meta["inserted"] == 500
+    assert meta["duplicates_in_file"] == 1
+    assert meta["invalid"] == 2
+    job = harness.job(int(request.tags["numbase/sftp_job_id"]))
+    assert job["status"] == "completed" and job["records_count"] == 500
+    assert job["dagster_run_id"] == result.run_id
+    assert job["started_at"] and job["completed_at"]
+    assert job["stats"]["invalid"] == 2 and job["provider_id"] == provider.id
+    attrs = harness.scalar(
+        "SELECT attributes->>'name' FROM phone_numbers WHERE phone_number = :p", p=good[7]
+    )
+    assert attrs == "client 7"
+    assert harness.exists("processed/acme/leadco/may.csv")
+    assert not harness.exists("inbox/acme/leadco/may.csv")
+    report = harness.read("rejected/acme/leadco/may.csv.rejects.csv").splitlines()
+    assert report[0] == "line,raw_value,reason"
+    assert len(report) == 3 and "contains letters" in report[1]
+    audit = harness.rows("SELECT actor, action FROM audit_log WHERE entity_id = :i", i=job["id"])
+    assert [(a["actor"], a["action"]) for a in audit] == [
+        ("system:dagster", "sftp_import.completed")
+    ]
+
+
+def _meta(result) -> dict:
+    mat = result.asset_materializations_for_node("phone_numbers")[0]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def test_xlsx_lands_with_exact_counts(harness: Harness, factory, tmp_path) -> None:
+    from openpyxl import Workbook
+
+    project = factory.project(code="xl")
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["ФИО", "Телефон", "Город"])
+    for i in range(300):
+        ws.append([f"Клиент {i}", 79161230000 + i, "Москва"])  # stored as numbers
+    ws.append(["Текст", "8 916 123-00-00", "dup"])  # same as the first row
+    ws.append(["Пусто", None, None])
+    path = tmp_path / "leads.xlsx"
+    wb.save(path)
+    harness.upload("inbox/xl/leads.xlsx", path.read_bytes())
+
+    [result] = _drive(harness)
+    assert result.success
+    assert harness.count(project.id) == 300
+    meta = _meta(result)
+    assert (meta["rows_read"], meta["inserted"], meta["duplicates_in_file"], meta["invalid"]) == (
+        302, 300, 1, 1,
+    )  # fmt: skip
+    row = harness.rows("SELECT attributes FROM phone_numbers WHERE phone_number = '+79161230005'")[
+        0
+    ]
+    assert row["attributes"] == {"ФИО": "Клиент 5", "Город": "Москва"}
+
+
+def test_file_uploaded_in_two_halves_is_imported_once_when_whole(harness: Harness, factory):
+    project = factory.project(code="halves")
+    data = csv_bytes([["phone"], *[[p] for p in phones(2000)]])
+    cut = len(data) // 2
+    path = "inbox/halves/big.csv"
+    harness.upload(path, data[:cut])
+    assert not harness.tick(sftp_inbox_sensor).run_requests  # first sight
+    harness.append(path, data[cut:])
+    assert not harness.tick(sftp_inbox_sensor).run_requests  # it grew: not still yet
+    requests = harness.tick(sftp_inbox_sensor).run_requests
+    assert len(requests) == 1
+    assert not harness.tick(sftp_inbox_sensor).run_requests  # never asked twice
+    result = harness.execute(requests[0])
+    assert result.success and _meta(result)["rows_read"] == 2000
+    assert harness.count(project.id) == 2000
+    assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 1
+
+
+def test_temporary_names_are_ignored(harness: Harness, factory) -> None:
+    factory.project(code="tmpn")
+    for name in ("a.csv.part", "b.tmp", ".hidden.csv", "c.filepart"):
+        harness.upload(f"inbox/tmpn/{name}", b"phone\n+79161234567\n")
+    for _ in range(3):
+        assert not harness.tick(sftp_inbox_sensor).run_requests
+    assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 0
+
+
+def test_same_file_dropped_again_is_not_loaded_twice(harness: Harness, factory) -> None:
+    project = factory.project(code="again")
+    data = csv_bytes([["phone"], *[[p] for p in phones(400)]])
+    harness.upload("inbox/again/list.csv", data)
+    [first] = _drive(harness)
+    assert first.success and harness.count(project.id) == 400
+
+    # Re-executing the very same job (a retry or a UI re-run) is a no-op.
+    job_id = int(first.dagster_run.tags["numbase/sftp_job_id"])
+    rerun = harness.execute(_request_for(first))
+    assert rerun.success and _meta(rerun)["skipped"] == "already completed"
+
+    # The same file delivered again (a later mtime) is a new job that inserts nothing.
+    harness.upload("inbox/again/list.csv", data)
+    with harness.sftp.session() as s:
+        s.sftp.utime("inbox/again/list.csv", (2_000_000_000, 2_000_000_000))
+    [second] = _drive(harness)
+    assert second.success
+    meta = _meta(second)
+    assert (meta["inserted"], meta["already_present"]) == (0, 400)
+    assert harness.count(project.id) == 400
+    assert harness.job(job_id)["records_count"] == 400
+    assert harness.exists("processed/again/list.csv")
+    assert any(p.name.startswith("list.job") for p in (harness.root / "processed/again").iterdir())
+
+
+def test_imported_bytes_seen_again_are_archived_without_a_run(harness: Harness, factory) -> None:
+    """Same path, size and mtime as a completed import (a failed archive move, or the same
+    upload again within one second): archived, not loaded again, no new job."""
+    project = factory.project(code="leftover")
+    data = csv_bytes([["phone"], *[[p] for p in phones(10)]])
+    harness.upload("inbox/leftover/a.csv", data)
+    with harness.sftp.session() as s:
+        s.sftp.utime("inbox/leftover/a.csv", (1_700_000_000, 1_700_000_000))
+    [first] = _drive(harness)
+    assert first.success and harness.exists("processed/leftover/a.csv")
+    harness.upload("inbox/leftover/a.csv", data)
+    with harness.sftp.session() as s:
+        s.sftp.utime("inbox/leftover/a.csv", (1_700_000_000, 1_700_000_000))
+    for _ in range(3):
+        assert not harness.tick(sftp_inbox_sensor).run_requests
+    assert not harness.exists("inbox/leftover/a.csv")
+    assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 1
+    assert harness.count(project.id) == 10
+
+
+def _request_for(result):
+    from dagster import RunRequest
+
+    run = result.dagster_run
+    return RunRequest(
+        partition_key=run.tags["dagster/partition"],
+        run_config=run.run_config,
+        tags={"numbase/sftp_job_id": run.tags["numbase/sftp_job_id"]},
+    )
+
+
+def test_partition_materialised_from_the_ui_creates_its_own_job(harness: Harness, factory) -> None:
+    """No sensor, no config: `materialize` of a partition maps it by the folder convention."""
+    from dagster import materialize
+
+    from orchestration.assets.imports import phone_numbers
+
+    project = factory.project(code="ui")
+    harness.upload("inbox/ui/hand.csv", csv_bytes([["msisdn"], *[[p] for p in phones(42)]]))
+    harness.instance.add_dynamic_partitions("sftp_inbox_files", ["inbox/ui/hand.csv"])
+    result = materialize(
+        [phone_numbers],
+        partition_key="inbox/ui/hand.csv",
+        resources=harness.resources,
+        instance=harness.instance,
+    )
+    assert result.success and harness.count(project.id) == 42
+    [job] = harness.rows("SELECT status, params, records_count FROM sftp_jobs")
+    assert (job["status"], job["params"]["source"], job["records_count"]) == (
+        "completed", "dagster-ui", 42,
+    )  # fmt: skip

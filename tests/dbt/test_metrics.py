@@ -1,0 +1,250 @@
+"""Every conversion metric equals its hand-computed value on a known fixture, after one real
+`dbt build` (which must pass all its data tests)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from orchestration.assets.dbt import SNAPSHOT_MODELS
+from tests.conftest import truncate_all
+from tests.dbt.conftest import run_dbt
+from tests.dbt.fixture_data import Ids, seed, ts
+
+METRICS = (
+    "total_numbers",
+    "processed_numbers",
+    "in_progress_numbers",
+    "success_numbers",
+    "failed_numbers",
+    "no_answer_numbers",
+    "conversion_rate",
+    "call_attempts",
+    "last_call_at",
+)
+
+
+def m(total, processed, in_progress, success, failed, no_answer, rate, attempts, last):  # noqa: ANN001, ANN201
+    return dict(
+        zip(
+            METRICS,
+            (total, processed, in_progress, success, failed, no_answer, Decimal(rate), attempts,
+             ts(last) if last else None),
+            strict=True,
+        )
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def built(
+    engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Ids, Path]]:
+    truncate_all(engine)
+    ids = seed(engine)
+    target = tmp_path_factory.mktemp("dbt-target")
+    result = run_dbt(database_url, target, "build")
+    assert result.returncode == 0, result.stdout[-4000:]
+    yield ids, target
+    truncate_all(engine)
+
+
+def rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(text(sql), params).mappings()]
+
+
+def metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in METRICS}
+
+
+MIXED = m(9, 7, 1, 3, 2, 1, "42.86", 14, "2024-05-03T08:00:00+00:00")
+ZERO = m(0, 0, 0, 0, 0, 0, "0.00", 0, None)
+ALL_NEW = m(4, 0, 0, 0, 0, 0, "0.00", 0, None)
+ALL_SUCCESS = m(1, 1, 0, 1, 0, 0, "100.00", 1, "2024-05-01T11:00:00+00:00")
+
+
+def test_dbt_build_passes_all_tests(built: tuple[Ids, Path]) -> None:
+    _, target = built
+    log = (target / "dbt.log").read_text()
+    assert "Completed successfully" in log
+    assert " WARN=0 " in log or "WARN=0" in log
+
+
+def test_one_snapshot_per_live_project_with_one_calculated_at(
+    built: tuple[Ids, Path], engine: Engine
+) -> None:
+    ids, _ = built
+    snaps = rows(engine, "SELECT * FROM project_conversions ORDER BY project_id")
+    assert [s["project_id"] for s in snaps] == [ids.mixed, ids.empty, ids.all_new, ids.all_success]
+    assert len({s["calculated_at"] for s in snaps}) == 1  # one run, one timestamp
+    by_project = {s["project_id"]: metrics_of(s) for s in snaps}
+    assert by_project[ids.mixed] == MIXED
+    assert by_project[ids.empty] == ZERO  # the empty project: zeros, rate 0
+    assert by_project[ids.all_new] == ALL_NEW  # nothing processed: rate 0, not NULL
+    assert by_project[ids.all_success] == ALL_SUCCESS
+
+
+def test_current_view_is_the_latest_snapshot(built: tuple[Ids, Path], engine: Engine) -> None:
+    ids, _ = built
+    current = rows(engine, "SELECT * FROM analytics.fct_project_conversion_current")
+    snaps = rows(engine, "SELECT project_id, calculated_at FROM project_conversions")
+    assert {r["project_id"]: r["calculated_at"] for r in current} == {
+        s["project_id"]: s["calculated_at"] for s in snaps
+    }
+    assert {r["project_id"]: metrics_of(r) for r in current}[ids.mixed] == MIXED
+
+
+def test_provider_marts(built: tuple[Ids, Path], engine: Engine) -> None:
+    ids, _ = built
+    overall = {
+        r["provider_id"]: metrics_of(r)
+        for r in rows(engine, "SELECT * FROM analytics.fct_provider_conversion_overall")
+    }
+    # Deleted project's two successes (provider A) are not counted.
+    assert overall == {
+        ids.prov_a: m(9, 3, 1, 1, 0, 1, "33.33", 7, "2024-05-02T18:00:00+00:00"),
+        ids.prov_b: m(4, 4, 0, 3, 1, 0, "75.00", 7, "2024-05-03T08:00:00+00:00"),
+        ids.prov_c: ZERO,  # a provider that delivered nothing still shows, with zeros
+        None: m(1, 1, 0, 0, 1, 0, "0.00", 1, "2024-05-01T16:00:00+00:00"),
+    }
+    per_project = {
+        (r["project_id"], r["provider_id"]): metrics_of(r)
+        for r in rows(engine, "SELECT * FROM analytics.fct_provider_conversion")
+    }
+    assert per_project == {
+        (ids.mixed, ids.prov_a): m(5, 3, 1, 1, 0, 1, "33.33", 7, "2024-05-02T18:00:00+00:00"),
+        (ids.mixed, ids.prov_b): m(3, 3, 0, 2, 1, 0, "66.67", 6, "2024-05-03T08:00:00+00:00"),
+        (ids.mixed, None): m(1, 1, 0, 0, 1, 0, "0.00", 1, "2024-05-01T16:00:00+00:00"),
+        (ids.all_new, ids.prov_a): ALL_NEW,
+        (ids.all_success, ids.prov_b): ALL_SUCCESS,
+    }
+
+
+def test_geo_marts(built: tuple[Ids, Path], engine: Engine) -> None:
+    ids, _ = built
+    overall = {
+        r["geo_id"]: metrics_of(r)
+        for r in rows(engine, "SELECT * FROM analytics.fct_geo_conversion_overall")
+    }
+    assert overall == {
+        ids.geo_x: m(10, 5, 1, 3, 0, 1, "60.00", 9, "2024-05-02T18:00:00+00:00"),
+        ids.geo_y: m(3, 2, 0, 1, 1, 0, "50.00", 4, "2024-05-03T08:00:00+00:00"),
+        ids.geo_z: ZERO,
+        None: m(1, 1, 0, 0, 1, 0, "0.00", 2, "2024-05-01T15:00:00+00:00"),
+    }
+    per_project = {
+        (r["project_id"], r["geo_id"]): metrics_of(r)
+        for r in rows(engine, "SELECT * FROM analytics.fct_geo_conversion")
+    }
+    assert per_project[(ids.mixed, ids.geo_x)] == m(
+        5, 4, 1, 2, 0, 1, "50.00", 8, "2024-05-02T18:00:00+00:00"
+    )
+    assert per_project[(ids.mixed, ids.geo_y)] == m(
+        3, 2, 0, 1, 1, 0, "50.00", 4, "2024-05-03T08:00:00+00:00"
+    )
+    assert set(per_project) == {
+        (ids.mixed, ids.geo_x),
+        (ids.mixed, ids.geo_y),
+        (ids.mixed, None),
+        (ids.all_new, ids.geo_x),
+        (ids.all_success, ids.geo_x),
+    }
+    # Every mart of one run carries that run's calculated_at.
+    stamps = rows(
+        engine,
+        "SELECT DISTINCT calculated_at FROM analytics.fct_geo_conversion UNION"
+        " SELECT DISTINCT calculated_at FROM analytics.fct_provider_conversion UNION"
+        " SELECT DISTINCT calculated_at FROM project_conversions",
+    )
+    assert len(stamps) == 1
+
+
+def test_daily_call_outcomes(built: tuple[Ids, Path], engine: Engine) -> None:
+    ids, _ = built
+    cols = [
+        "events",
+        "calls_started",
+        "calls",
+        "results",
+        "success_results",
+        "failed_results",
+        "no_answer_results",
+        "other_results",
+        "success_rate",
+    ]
+    got = {
+        (r["project_id"], r["call_date"]): tuple(r[c] for c in cols)
+        for r in rows(engine, "SELECT * FROM analytics.fct_daily_call_outcomes")
+    }
+    d1, d2 = dt.date(2024, 5, 1), dt.date(2024, 5, 2)
+    assert got == {
+        # 00:10+03:00 on the 2nd is 21:10 UTC on the 1st; the unmatched and deleted don't count.
+        (ids.mixed, d1): (6, 2, 2, 2, 1, 1, 0, 0, Decimal("50.00")),
+        (ids.mixed, d2): (4, 1, 1, 2, 0, 0, 1, 1, Decimal("0.00")),
+        (ids.all_success, d2): (1, 0, 0, 1, 1, 0, 0, 0, Decimal("100.00")),
+    }
+
+
+def test_one_project_refresh_appends_only_that_project(
+    built: tuple[Ids, Path], engine: Engine, database_url: str
+) -> None:
+    ids, target = built
+    before = rows(engine, "SELECT project_id, calculated_at FROM project_conversions")
+    with engine.begin() as conn:  # the all-new project gets its first call result
+        conn.execute(
+            text(
+                "UPDATE phone_numbers SET status = 'success', call_attempts = 1"
+                " WHERE id = (SELECT min(id) FROM phone_numbers WHERE project_id = :p)"
+            ),
+            {"p": ids.all_new},
+        )
+    result = run_dbt(
+        database_url,
+        target,
+        "build",
+        "--select",
+        SNAPSHOT_MODELS,
+        "--vars",
+        f"{{project_id: {ids.all_new}}}",
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    after = rows(engine, "SELECT * FROM project_conversions ORDER BY calculated_at, project_id")
+    new = [r for r in after if (r["project_id"], r["calculated_at"]) not in
+           {(b["project_id"], b["calculated_at"]) for b in before}]  # fmt: skip
+    assert [r["project_id"] for r in new] == [ids.all_new]
+    assert metrics_of(new[0]) == m(4, 1, 0, 1, 0, 0, "100.00", 1, None)  # 1 success of 1 processed
+    current = {
+        r["project_id"]: r
+        for r in rows(engine, "SELECT * FROM analytics.fct_project_conversion_current")
+    }
+    assert current[ids.all_new]["calculated_at"] == new[0]["calculated_at"]
+    assert current[ids.mixed]["calculated_at"] < new[0]["calculated_at"]  # untouched
+    # The rollup was updated in place for that project only (incremental, not rebuilt).
+    run_sql = next(target.rglob("run/**/int_phone_number_rollup.sql")).read_text()
+    assert "insert into" in run_sql and "create  table" not in run_sql
+    rollup = rows(
+        engine,
+        "SELECT project_id, status, numbers FROM analytics_staging.int_phone_number_rollup"
+        " ORDER BY project_id, status",
+    )
+    assert {r["project_id"] for r in rollup} == {ids.mixed, ids.all_new, ids.all_success}
+    assert [(r["status"], r["numbers"]) for r in rollup if r["project_id"] == ids.all_new] == [
+        ("new", 3),
+        ("success", 1),
+    ]
+
+
+def test_bad_project_var_is_a_clear_error(built: tuple[Ids, Path], database_url: str) -> None:
+    _, target = built
+    result = run_dbt(
+        database_url, target, "run", "--select", "fct_project_conversion", "--vars",
+        "{project_id: 'drop table'}",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "var project_id must be a project id" in result.stdout
