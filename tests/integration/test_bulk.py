@@ -340,3 +340,54 @@ def test_pandas_columns_work_as_chunk_sequences(conn, factory) -> None:
     result = load_numbers(conn, project.id, chunks)
     assert (result.read, result.inserted, result.invalid) == (5, 2, 3)
     assert [(r.line, r.raw) for r in result.rejects] == [(11, "bad"), (13, ""), (14, "x")]
+
+
+def test_fk_checks_are_skipped_only_when_safe_and_never_bypass_user_triggers(conn, factory) -> None:
+    from models.bulk import _may_skip_fk_checks
+
+    project, provider = factory.project(), factory.provider()
+    assert _may_skip_fk_checks(conn)  # the test server's user is a superuser, no user triggers
+    conn.execute(
+        """
+        CREATE TABLE insert_seen (phone text);
+        CREATE FUNCTION note_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO insert_seen VALUES (NEW.phone_number); RETURN NEW; END $$;
+        CREATE TRIGGER trg_note_insert AFTER INSERT ON phone_numbers
+            FOR EACH ROW EXECUTE FUNCTION note_insert();
+        """
+    )
+    try:
+        assert not _may_skip_fk_checks(conn)
+        result = load_numbers(
+            conn, project.id, [RowChunk(["+79160000001", "+79160000002"])], provider_id=provider.id
+        )
+        assert result.inserted == 2
+        seen = {r[0] for r in conn.execute("SELECT phone FROM insert_seen").fetchall()}
+        assert seen == {"+79160000001", "+79160000002"}
+    finally:
+        conn.execute(
+            "DROP TRIGGER trg_note_insert ON phone_numbers; DROP FUNCTION note_insert(); "
+            "DROP TABLE insert_seen"
+        )
+    # The role is back to normal after a load, inside or outside a caller's transaction.
+    assert conn.execute("SHOW session_replication_role").fetchone()[0] == "origin"
+
+
+def test_referenced_rows_cannot_vanish_during_a_load(conn, factory, database_url) -> None:
+    """With the FK triggers skipped, the loader's own locks keep project, provider and geo."""
+    project, provider, geo = factory.project(), factory.provider(), factory.geo()
+    with psycopg.connect(database_url) as loader:
+        load_numbers(
+            loader, project.id, [RowChunk(["+79160000003"])], provider_id=provider.id, geo_id=geo.id
+        )
+    with psycopg.connect(database_url) as loader, loader.transaction():
+        load_numbers(loader, project.id, [RowChunk(["+79160000004"])], provider_id=provider.id)
+        with psycopg.connect(database_url, autocommit=True) as other:
+            other.execute("SET lock_timeout = '200ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("DELETE FROM providers WHERE id = %s", (provider.id,))
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                other.execute("DELETE FROM projects WHERE id = %s", (project.id,))
+    numbers = _numbers(conn, project.id)
+    assert numbers["+79160000004"]["provider_id"] == provider.id
+    assert numbers["+79160000003"]["geo_id"] == geo.id
