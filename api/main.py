@@ -12,6 +12,7 @@ from api.openapi import install_openapi
 from api.routers import (
     audit_log,
     auth,
+    conversion,
     geo,
     health,
     links,
@@ -19,6 +20,7 @@ from api.routers import (
     projects,
     providers,
     schedules,
+    sftp,
     softphone,
     users,
 )
@@ -56,5 +58,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(module.router)
     app.include_router(numbers.router)
     app.include_router(softphone.router)
+    app.include_router(sftp.router)
+    app.include_router(conversion.router)
     install_openapi(app)
     return app
