@@ -73,6 +73,20 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return run_platform(demo=args.demo, with_dagster=not args.no_dagster)
 
 
+def _cmd_demo(_: argparse.Namespace) -> int:
+    from cli.demo import DemoError, seed_demo
+    from models.db import database_for_command
+    from models.settings import get_settings
+
+    try:
+        with database_for_command() as url:
+            seed_demo(get_settings(), url, sftp_wait=3.0)
+    except DemoError as exc:
+        print(f"numbase demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numbase", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="seed demo data and a sample SFTP file")
     up.add_argument("--no-dagster", action="store_true", help="run without Dagster")
     up.set_defaults(func=_cmd_up)
+
+    demo = sub.add_parser(
+        "demo", help="seed a demo project and drop a sample file into a running platform's inbox"
+    )
+    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -85,6 +85,18 @@ def mark_finished(
         )
 
 
+# The last model the one-project job reads back; it exists once a full refresh has run.
+BUILT_MARKER = "analytics.fct_project_conversion_current"
+
+
+def models_built(url: str) -> bool:
+    """Has a full refresh created the models yet? (Not on a fresh database: the one-project job
+    reads staging views only a full build creates.)"""
+    with _connect(url) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (BUILT_MARKER,)).fetchone()
+    return bool(row and row[0])
+
+
 def check_project(url: str, project_id: int) -> None:
     with _connect(url) as conn:
         row = conn.execute(
@@ -133,16 +145,20 @@ def build_conversion_request_sensor(
     )
     def conversion_request_sensor(context: SensorEvaluationContext) -> Iterator[Any]:
         after = int(context.cursor or 0)
-        rows = pending_requests(context.resources.postgres.url(), after)
+        url = context.resources.postgres.url()
+        rows = pending_requests(url, after)
         if not rows:
             yield SkipReason(f"no pending conversion request after id {after}")
             return
+        # Before the first full refresh, a project's request runs the full build (still with
+        # its project_id, so only that project gets a snapshot) instead of failing.
+        project_job = one_project_job.name if models_built(url) else all_projects_job.name
         for request_id, project_id in rows:
             yield run_request_for(
                 request_id,
                 project_id,
                 all_job=all_projects_job.name,
-                project_job=one_project_job.name,
+                project_job=project_job,
                 op_name=op_name,
             )
         context.update_cursor(str(rows[-1][0]))

@@ -1,0 +1,443 @@
+"""The whole platform as a user drives it, through the real processes and nothing else.
+
+`python -m cli.main up` runs in a subprocess exactly as `make up` does (local SFTP server,
+uvicorn with its workers, `dagster dev` with webserver + daemon) on free ports with a temporary
+NUMBASE_DATA_DIR. To keep the test fast, NUMBASE_DATABASE_URL points at a fresh database on the
+test suite's PostgreSQL server (the `server_url` fixture) instead of a second embedded server;
+tests/e2e/test_up.py covers the embedded start. Dagster's storage lives in that database too.
+
+From then on only HTTP, SFTP and the CLI: an admin created with `numbase create-user`, a project,
+provider, geo and manager through the API, a CSV uploaded to the SFTP inbox and imported by the
+inbox sensor (two stable ticks 10 s apart, then a run), the numbers listed as the manager, signed
+SoftPhone events, a conversion refresh (dbt) requested and its figures read, an export written to
+the SFTP outbox and downloaded, the audit log read as admin; then SIGINT, and no process is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paramiko
+import psutil
+import psycopg
+import pytest
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "e2e-webhook-secret-0123456789"
+ADMIN_PASSWORD = "e2e-admin-password"
+MANAGER_PASSWORD = "e2e-manager-password"
+START_TIMEOUT = 120.0
+JOB_TIMEOUT = 150.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _processes_of(data_dir: Path, ports: list[int]) -> list[str]:
+    """Live processes that belong to this platform: the data dir in their command line or
+    environment (every child inherits NUMBASE_DATA_DIR and DAGSTER_HOME), or one of its ports
+    on their command line (uvicorn --port, dagster dev -p)."""
+    marks = [str(data_dir)] + [f"--port {p}" for p in ports] + [f"-p {p}" for p in ports]
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "environ", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info["environ"] or {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        env_text = " ".join(f"{k}={v}" for k, v in env.items())
+        if any(m in cmd for m in marks) or str(data_dir) in env_text:
+            found.append(f"{proc.info['pid']}: {cmd[:200]}")
+    return found
+
+
+def _wait(what: str, probe: Callable[[], Any], timeout: float, log: Path, every: float = 1.0):  # type: ignore[no-untyped-def]
+    """Poll until probe() returns something truthy; fail with the platform's log tail."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (httpx.HTTPError, OSError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(every)
+    tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}\n{tail}")
+
+
+@pytest.fixture
+def e2e_database(server_url: str) -> Iterator[str]:
+    name = f"numbase_e2e_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base, _, _ = server_url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _numbers_file() -> tuple[bytes, set[str]]:
+    """A vendor file: 40 distinct mobiles in mixed spellings, 5 repeats, 3 junk cells; CP1251,
+    ';'-separated, Russian headers. Returns (bytes, the E.164 numbers the import must keep)."""
+    expected = [f"+7916{1000000 + 37 * i:07d}" for i in range(40)]
+    rows = ["Телефон;ФИО;Комментарий"]
+    for i, e164 in enumerate(expected):
+        n = e164[2:]
+        spelled = (f"8 ({n[:3]}) {n[3:6]}-{n[6:8]}-{n[8:]}", f"+7 {n}", n)[i % 3]
+        rows.append(f"{spelled};Клиент {i};перезвонить")
+    rows += [f"7{e[2:]};Повтор;" for e in expected[:5]]
+    rows += ["12345;Мусор;", "не указан;Мусор;", "+7 916;Мусор;"]
+    return ("\r\n".join(rows) + "\r\n").encode("cp1251"), set(expected)
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    """The webhook signature exactly as docs/softphone.md specifies it."""
+    ts = str(int(time.time()))
+    mac = hmac.new(WEBHOOK_SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256)
+    return {
+        "X-Numbase-Timestamp": ts,
+        "X-Numbase-Signature": "sha256=" + mac.hexdigest(),
+        "Content-Type": "application/json",
+    }
+
+
+class Platform:
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.data_dir = (tmp_path / "data").resolve()
+        self.log = tmp_path / "numbase-up.log"
+        self.api_port, self.dagster_port, self.sftp_port = (_free_port() for _ in range(3))
+        self.api = f"http://127.0.0.1:{self.api_port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBASE_")}
+        self.env.pop("DAGSTER_HOME", None)
+        self.env.update(
+            NUMBASE_DATA_DIR=str(self.data_dir),
+            NUMBASE_DATABASE_URL=database_url,
+            NUMBASE_API_PORT=str(self.api_port),
+            NUMBASE_DAGSTER_PORT=str(self.dagster_port),
+            NUMBASE_SFTP_PORT=str(self.sftp_port),
+            NUMBASE_SOFTPHONE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            NUMBASE_LOG_LEVEL="WARNING",
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.api_port, self.dagster_port, self.sftp_port]
+
+    def start(self) -> None:
+        # A file, not a pipe: nobody reads a pipe while the test runs, and dagster dev logs
+        # enough to fill one and block.
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "up"],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def running(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            pytest.fail(f"numbase up exited ({self.proc.returncode}):\n{self.log.read_text()}")
+        return "press Ctrl-C to stop everything" in self.log.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # then the leftover check below names what survived
+            self.proc.wait()
+            return None
+
+    def cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=ROOT, env=self.env, input=stdin, text=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def sftp(self) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
+        password = (self.data_dir / "sftp_password").read_text().strip()
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect(
+            "127.0.0.1", port=self.sftp_port, username="numbase", password=password,
+            allow_agent=False, look_for_keys=False, timeout=10,
+        )  # fmt: skip
+        return client, client.open_sftp()
+
+
+@pytest.fixture
+def platform(tmp_path: Path, e2e_database: str) -> Iterator[Platform]:
+    p = Platform(tmp_path, e2e_database)
+    p.start()
+    try:
+        yield p
+    finally:
+        p.stop()
+        # Whatever the test's outcome, leave nothing behind.
+        for proc in psutil.process_iter(["environ"]):
+            try:
+                if (proc.info["environ"] or {}).get("NUMBASE_DATA_DIR") == str(p.data_dir):
+                    proc.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+
+
+def _login(http: httpx.Client, username: str, password: str) -> dict[str, str]:
+    r = http.post("/api/auth/login/", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access']}"}
+
+
+def _created(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code in (201, 202), (
+        f"{r.request.method} {r.request.url}: {r.status_code} {r.text}"
+    )
+    return r.json()
+
+
+@pytest.mark.slow
+def test_the_platform_end_to_end(platform: Platform) -> None:
+    started = time.monotonic()
+    p = platform
+    _wait("numbase up to report every part ready", p.running, START_TIMEOUT, p.log)
+    startup = time.monotonic() - started
+
+    # --- an admin from the CLI, then everything else through the API ---------------------
+    made = p.cli(
+        "create-user", "--username", "admin", "--email", "admin@example.com",
+        "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    http = httpx.Client(base_url=p.api, timeout=30)
+    admin = _login(http, "admin", ADMIN_PASSWORD)
+    project = _created(
+        http.post("/api/projects/", headers=admin, json={"code": "e2e", "name": "E2E campaign"})
+    )
+    provider = _created(
+        http.post(
+            "/api/providers/", headers=admin,
+            json={"code": "e2e-vendor", "name": "E2E vendor", "type": "sftp"},
+        )
+    )  # fmt: skip
+    geo = _created(
+        http.post(
+            "/api/geo/", headers=admin,
+            json={"country_code": "RU", "region": "Moscow", "city": "Moscow",
+                  "timezone": "Europe/Moscow"},
+        )
+    )  # fmt: skip
+    pid = project["id"]
+    _created(
+        http.post(
+            f"/api/projects/{pid}/providers/", headers=admin, json={"provider_id": provider["id"]}
+        )
+    )
+    _created(http.post(f"/api/projects/{pid}/geo/", headers=admin, json={"geo_id": geo["id"]}))
+    manager_user = _created(
+        http.post(
+            "/api/users/", headers=admin,
+            json={"username": "olga", "email": "olga@example.com", "password": MANAGER_PASSWORD},
+        )
+    )  # fmt: skip
+    _created(
+        http.post(
+            f"/api/projects/{pid}/members/", headers=admin, json={"user_id": manager_user["id"]}
+        )
+    )
+    manager = _login(http, "olga", MANAGER_PASSWORD)
+
+    # --- a file into the SFTP inbox; the sensor imports it -----------------------------------
+    data, expected = _numbers_file()
+    client, sftp = p.sftp()
+    try:
+        for folder in ("inbox/e2e", "inbox/e2e/e2e-vendor"):
+            with contextlib.suppress(OSError):  # already there
+                sftp.mkdir(folder)
+        sftp.putfo(io.BytesIO(data), "inbox/e2e/e2e-vendor/may.csv")
+    finally:
+        client.close()
+    uploaded = time.monotonic()
+
+    def import_done() -> dict[str, Any] | None:
+        r = http.get("/api/sftp/jobs/", headers=manager, params={"job_type": "import"})
+        r.raise_for_status()
+        jobs = r.json()["results"]
+        failed = [j for j in jobs if j["status"] == "failed"]
+        assert not failed, failed
+        return next((j for j in jobs if j["status"] == "completed"), None)
+
+    job = _wait("the sensor-driven import", import_done, JOB_TIMEOUT, p.log)
+    import_seconds = time.monotonic() - uploaded
+    assert job["project_id"] == pid and job["provider_id"] == provider["id"]
+    assert job["file_path"] == "inbox/e2e/e2e-vendor/may.csv" and job["dagster_run_id"]
+    assert job["records_count"] == len(expected)
+    assert job["stats"]["invalid"] == 3 and job["stats"]["duplicate_in_input"] == 5
+
+    # --- the manager lists them ------------------------------------------------------------
+    r = http.get(
+        "/api/phone-numbers/", headers=manager, params={"project_id": pid, "page_size": 1000}
+    )
+    assert r.status_code == 200, r.text
+    listed = r.json()
+    assert listed["count"] == len(expected) and listed["count_is_estimate"] is False
+    numbers = {n["phone_number"]: n for n in listed["results"]}
+    assert set(numbers) == expected
+    assert all(
+        n["provider_id"] == provider["id"] and n["status"] == "new" for n in numbers.values()
+    )
+    assert {n["attributes"].get("ФИО") for n in numbers.values()} >= {"Клиент 0", "Клиент 39"}
+
+    # --- SoftPhone events, signed --------------------------------------------------------------
+    ordered = sorted(expected)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    events: list[dict[str, Any]] = []
+    for i, phone in enumerate(ordered[:5]):
+        at = (now - dt.timedelta(minutes=10 - i)).isoformat()
+        call = f"call-{i}"
+        events.append(
+            {
+                "event_id": f"{call}-start",
+                "event_type": "call_started",
+                "call_id": call,
+                "phone_number": phone,
+                "occurred_at": at,
+                "project_code": "e2e",
+            }
+        )
+        if i == 4:
+            continue  # still on the line: in_progress
+        events.append(
+            {
+                "event_id": f"{call}-end",
+                "event_type": "call_ended",
+                "call_id": call,
+                "phone_number": phone,
+                "occurred_at": at,
+            }
+        )
+        status = ("success", "success", "success", "failed")[i]
+        events.append({"event_id": f"{call}-result", "event_type": "call_result",
+                       "call_id": call, "phone_number": phone, "occurred_at": at,
+                       "status": status, "result_data": {"agent": "e2e"}})  # fmt: skip
+    body = json.dumps(events).encode()
+    r = http.post("/api/softphone/webhook/", content=body, headers=_signed(body))
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == len(events)
+    bad = http.post("/api/softphone/webhook/", content=body, headers={
+        **_signed(body), "X-Numbase-Signature": "sha256=" + "0" * 64})  # fmt: skip
+    assert bad.status_code == 401
+
+    # --- conversion: request a refresh, poll it, read the new snapshot -------------------------
+    r = http.post(f"/api/projects/{pid}/recalculate-conversion/", headers=manager)
+    request = _created(r)
+    asked = time.monotonic()
+
+    def refreshed() -> dict[str, Any] | None:
+        state = http.get(request["url"], headers=manager).json()
+        assert state["status"] != "failed", state
+        return state if state["status"] == "completed" else None
+
+    _wait("the conversion refresh", refreshed, JOB_TIMEOUT, p.log)
+    conversion_seconds = time.monotonic() - asked
+    conv = http.get(f"/api/projects/{pid}/conversion/", headers=manager).json()
+    assert conv["computed"] is True, conv
+    assert (conv["total_numbers"], conv["processed_numbers"], conv["success_numbers"],
+            conv["failed_numbers"], conv["in_progress_numbers"], conv["call_attempts"]) == (
+        len(expected), 5, 3, 1, 1, 4)  # fmt: skip
+    assert conv["conversion_rate"] == pytest.approx(60.0)
+
+    # --- an export to the SFTP outbox, downloaded and compared with the API -------------------
+    export = _created(
+        http.post(
+            "/api/sftp/export/", headers=manager, json={"project_id": pid, "file_name": "e2e-out"}
+        )
+    )
+    assert export["file_path"] == "outbox/e2e-out.csv"
+
+    def exported() -> dict[str, Any] | None:
+        state = http.get(f"/api/sftp/jobs/{export['id']}/", headers=manager).json()
+        assert state["status"] != "failed", state
+        return state if state["status"] == "completed" else None
+
+    _wait("the export", exported, JOB_TIMEOUT, p.log)
+    client, sftp = p.sftp()
+    try:
+        buf = io.BytesIO()
+        sftp.getfo("outbox/e2e-out.csv", buf)
+    finally:
+        client.close()
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue().decode("utf-8"))))
+    listed = http.get(
+        "/api/phone-numbers/", headers=manager, params={"project_id": pid, "page_size": 1000}
+    ).json()["results"]
+    assert [
+        (int(r["id"]), r["phone_number"], r["status"], int(r["call_attempts"])) for r in rows
+    ] == [(n["id"], n["phone_number"], n["status"], n["call_attempts"]) for n in listed]
+
+    # --- the audit log, as admin (the manager may not read it) ---------------------------------
+    assert http.get("/api/audit-log/", headers=manager).status_code == 403
+    audit = http.get("/api/audit-log/", headers=admin, params={"page_size": 1000}).json()
+    seen = {(a["action"], a["entity_type"]) for a in audit["results"]}
+    assert {
+        ("login", "user"),
+        ("create", "project"),
+        ("add_member", "project"),
+        ("sftp_import.completed", "sftp_job"),
+        ("softphone_status", "phone_number"),
+    } <= seen, seen
+    status_changes = [a for a in audit["results"] if a["action"] == "softphone_status"]
+    assert len(status_changes) == 5 and {a["actor"] for a in status_changes} == {"system:softphone"}
+
+    # --- Ctrl-C stops everything ----------------------------------------------------------------
+    stop_started = time.monotonic()
+    code = p.stop()
+    stop_seconds = time.monotonic() - stop_started
+    out = p.log.read_text(errors="replace")
+    assert code == 0, out[-4000:]
+    assert "numbase: stopped" in out
+    leftovers = _wait_gone(p)
+    assert leftovers == [], leftovers
+    print(
+        f"\ne2e: start {startup:.1f} s, import {import_seconds:.1f} s after upload, conversion "
+        f"{conversion_seconds:.1f} s, stop {stop_seconds:.1f} s, total "
+        f"{time.monotonic() - started:.1f} s"
+    )
+
+
+def _wait_gone(p: Platform, timeout: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = _processes_of(p.data_dir, p.ports)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.3)
