@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -25,16 +26,24 @@ from models.tables import Base
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _server_url() -> str:
+@contextmanager
+def _test_server() -> Iterator[str]:
+    """The server under test; an embedded one started here is stopped when the session ends."""
     external = os.environ.get("NUMBASE_TEST_DATABASE_URL")
     if external:
-        return external
+        yield external
+        return
     from models.embedded import TEST_SETTINGS, EmbeddedPostgres
 
-    server = EmbeddedPostgres(
-        ROOT / ".numbase" / "test-pg" / "pgdata", extra_settings=TEST_SETTINGS
-    )
-    return server.start()
+    pgdata = ROOT / ".numbase" / "test-pg" / "pgdata"
+    server = EmbeddedPostgres(pgdata, extra_settings=TEST_SETTINGS)
+    was_running = server.running()
+    url = server.start()
+    try:
+        yield url
+    finally:
+        if not was_running:
+            server.stop()
 
 
 def _with_database(url: str, name: str) -> str:
@@ -43,8 +52,9 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url() -> str:
-    return _server_url()
+def server_url() -> Iterator[str]:
+    with _test_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
