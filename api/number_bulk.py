@@ -24,6 +24,7 @@ from starlette.datastructures import UploadFile
 from api import audit
 from api.deps import ClientDep, CurrentUser, SessionDep, SettingsDep, UserDep
 from api.errors import FieldError
+from api.observability import IMPORT_ROWS
 from api.schemas.numbers import BulkCreateIn, BulkCreateOut
 from api.scope import get_project_or_404
 from models.bulk import BulkLoadError, RowChunk, chunked, load_numbers
@@ -185,6 +186,8 @@ def _load(
         client=client,
     )
     session.commit()
+    for outcome, n in counts.items():
+        IMPORT_ROWS.labels(outcome).inc(n)
     out = BulkCreateOut(
         project_id=project_id,
         rejects=[r.__dict__ for r in result.rejects],

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, current_user, unauthorized
 from api.errors import FieldError, not_found
+from api.observability import WEBHOOK_EVENTS
 from api.schemas.softphone import (
     CallEventIn,
     EventResult,
@@ -175,6 +176,8 @@ def webhook(body: SignedBody, session: SessionDep, settings: SettingsDep) -> JSO
             )
     final = [r for r in results if r is not None]
     counts = Counter(r.result for r in final)
+    for outcome_name, n in counts.items():
+        WEBHOOK_EVENTS.labels(outcome_name).inc(n)
     response = WebhookResponse(
         received=len(items),
         accepted=counts["accepted"],

@@ -46,3 +46,45 @@ def test_metrics_count_requests_by_route(client) -> None:
     body = client.get("/metrics").text
     assert 'numbase_http_requests_total{method="GET",route="/api/auth/me/",status="401"}' in body
     assert "numbase_http_request_duration_seconds_bucket" in body
+
+
+def test_metrics_count_webhook_events_and_bulk_rows(client, admin, factory) -> None:
+    import json as _json
+    import time
+
+    from api.webhook_auth import signed_headers
+
+    project = factory.project()
+    factory.number(project, "+79161234567")
+    body = _json.dumps(
+        [
+            {
+                "event_id": "m-1",
+                "event_type": "call_started",
+                "phone_number": "+79161234567",
+                "occurred_at": "2026-01-01T10:00:00Z",
+            },
+            {
+                "event_id": "m-2",
+                "event_type": "call_started",
+                "phone_number": "+70000000000",
+                "occurred_at": "2026-01-01T10:00:00Z",
+            },
+        ]
+    ).encode()
+    headers = signed_headers("webhook-secret-for-tests", body, int(time.time()))
+    assert client.post("/api/softphone/webhook/", content=body, headers=headers).status_code in (
+        200,
+        202,
+    )
+    resp = client.post(
+        "/api/phone-numbers/bulk/",
+        headers=admin.headers,
+        json={"project_id": project.id, "numbers": ["+79161230000", "garbage"]},
+    )
+    assert resp.status_code in (200, 201), resp.text
+    text = client.get("/metrics").text
+    assert 'numbase_webhook_events_total{outcome="accepted"}' in text
+    assert 'numbase_webhook_events_total{outcome="unmatched"}' in text
+    assert 'numbase_api_bulk_rows_total{outcome="inserted"}' in text
+    assert 'numbase_api_bulk_rows_total{outcome="invalid"}' in text
