@@ -10,6 +10,7 @@ from orchestration.assets.dbt import conversion_definitions
 from orchestration.assets.exports import numbers_export
 from orchestration.assets.imports import phone_numbers
 from orchestration.jobs import sftp_export_job, sftp_import_job
+from orchestration.maintenance import auth_housekeeping_job, auth_housekeeping_schedule
 from orchestration.resources import default_resources
 from sensors.inbox import sftp_inbox_sensor
 from sensors.job_requests import sftp_export_requests_sensor, sftp_import_requests_sensor
@@ -20,7 +21,8 @@ def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
     """Definitions with the given resources (tests), else the ones from NUMBASE_* variables."""
     sftp = Definitions(
         assets=[phone_numbers, numbers_export],
-        jobs=[sftp_import_job, sftp_export_job],
+        jobs=[sftp_import_job, sftp_export_job, auth_housekeeping_job],
+        schedules=[auth_housekeeping_schedule],
         sensors=[
             sftp_inbox_sensor,
             sftp_import_requests_sensor,
