@@ -62,6 +62,25 @@ def _require_admin(user: CurrentUser) -> None:
         raise HTTPException(status_code=403, detail="Only administrators may do this.")
 
 
+def _insert_link(session: Session, table: Any, column: str, project_id: int, ref_id: int) -> Any:
+    """Link a reference row to a project; its link time, or None if it was linked already."""
+    return session.scalar(
+        insert(table)
+        .values(project_id=project_id, **{column: ref_id})
+        .on_conflict_do_nothing(index_elements=["project_id", column])
+        .returning(table.created_at)
+    )
+
+
+def _delete_link(session: Session, table: Any, column: str, project_id: int, ref_id: int) -> bool:
+    gone = session.scalar(
+        delete(table)
+        .where(table.project_id == project_id, getattr(table, column) == ref_id)
+        .returning(table.id)
+    )
+    return gone is not None
+
+
 # --- providers -------------------------------------------------------------------------------
 
 PROVIDER_ORDERING = {
@@ -106,12 +125,7 @@ def link_provider(
     provider = session.get(Provider, body.provider_id)
     if provider is None:
         raise FieldError("provider_id", f"Provider {body.provider_id} does not exist.")
-    linked_at = session.scalar(
-        insert(ProjectProvider)
-        .values(project_id=project.id, provider_id=provider.id)
-        .on_conflict_do_nothing(index_elements=["project_id", "provider_id"])
-        .returning(ProjectProvider.created_at)
-    )
+    linked_at = _insert_link(session, ProjectProvider, "provider_id", project.id, provider.id)
     if linked_at is None:
         raise conflict(f"Provider {provider.id} is already linked to this project.")
     _record(session, user, client, project.id, "link_provider", "provider_id", None, provider.id)
@@ -124,12 +138,7 @@ def unlink_provider(
     project_id: IdPath, provider_id: IdPath, session: SessionDep, user: UserDep, client: ClientDep
 ) -> Response:
     project = get_project_or_404(session, user, project_id, for_update=True)
-    gone = session.scalar(
-        delete(ProjectProvider)
-        .where(ProjectProvider.project_id == project.id, ProjectProvider.provider_id == provider_id)
-        .returning(ProjectProvider.id)
-    )
-    if gone is None:
+    if not _delete_link(session, ProjectProvider, "provider_id", project.id, provider_id):
         raise not_found("Provider is not linked to this project.")
     _record(session, user, client, project.id, "unlink_provider", "provider_id", provider_id, None)
     session.commit()
@@ -178,12 +187,7 @@ def link_geo(
     geo = session.get(Geo, body.geo_id)
     if geo is None:
         raise FieldError("geo_id", f"Geo entry {body.geo_id} does not exist.")
-    linked_at = session.scalar(
-        insert(ProjectGeo)
-        .values(project_id=project.id, geo_id=geo.id)
-        .on_conflict_do_nothing(index_elements=["project_id", "geo_id"])
-        .returning(ProjectGeo.created_at)
-    )
+    linked_at = _insert_link(session, ProjectGeo, "geo_id", project.id, geo.id)
     if linked_at is None:
         raise conflict(f"Geo entry {geo.id} is already linked to this project.")
     _record(session, user, client, project.id, "link_geo", "geo_id", None, geo.id)
@@ -196,12 +200,7 @@ def unlink_geo(
     project_id: IdPath, geo_id: IdPath, session: SessionDep, user: UserDep, client: ClientDep
 ) -> Response:
     project = get_project_or_404(session, user, project_id, for_update=True)
-    gone = session.scalar(
-        delete(ProjectGeo)
-        .where(ProjectGeo.project_id == project.id, ProjectGeo.geo_id == geo_id)
-        .returning(ProjectGeo.id)
-    )
-    if gone is None:
+    if not _delete_link(session, ProjectGeo, "geo_id", project.id, geo_id):
         raise not_found("Geo entry is not linked to this project.")
     _record(session, user, client, project.id, "unlink_geo", "geo_id", geo_id, None)
     session.commit()
