@@ -281,3 +281,38 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def clone_database(
+    server_url: str, template: str, name: str, *, wait_s: float = 300
+) -> tuple[str, float]:
+    """A fresh file-level copy of `template` named `name` (waits while another session holds
+    the template); returns its URL and the seconds it took."""
+    started = time.perf_counter()
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        while True:
+            try:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                        sql.Identifier(name), sql.Identifier(template)
+                    )
+                )
+                break
+            except psycopg.errors.ObjectInUse:
+                if time.perf_counter() - started > wait_s:
+                    raise
+                time.sleep(2)
+    url = database_url(server_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    return url, time.perf_counter() - started
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -25,22 +25,17 @@ order (an index-only scan) and encodes it; the API then serves that page like an
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psycopg
-from psycopg import sql
 
 from api.keyset import encode_cursor
 from benchmarks.base import (
@@ -49,9 +44,12 @@ from benchmarks.base import (
     PHONE_SQL,
     SPEC,
     bench_server,
+    clone_database,
     database_url,
+    drop_database,
     ensure_base,
 )
+from benchmarks.serve import start_api, stop_api
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DATABASE = "numbase_bench_api"
@@ -67,24 +65,9 @@ def free_port() -> int:
 
 
 def copy_base(server_url: str) -> str:
-    started = time.perf_counter()
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(drop.format(sql.Identifier(RUN_DATABASE)))
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                sql.Identifier(RUN_DATABASE), sql.Identifier(BENCH_DATABASE)
-            )
-        )
-    print(f"copied the base into {RUN_DATABASE} in {time.perf_counter() - started:.1f} s")
-    return server_url.rsplit("/", 1)[0] + "/" + RUN_DATABASE
-
-
-def drop_copy(server_url: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(RUN_DATABASE))
-        )
+    url, seconds = clone_database(server_url, BENCH_DATABASE, RUN_DATABASE)
+    print(f"copied the base into {RUN_DATABASE} in {seconds:.1f} s")
+    return url
 
 
 def create_admin(db_url: str) -> str:
@@ -98,47 +81,6 @@ def create_admin(db_url: str) -> str:
             (hash_password(PASSWORD),),
         )
     return "bench-admin"
-
-
-def start_api(db_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        NUMBASE_DATABASE_URL=db_url,
-        NUMBASE_JWT_SECRET=JWT_SECRET,
-        NUMBASE_DATA_DIR=str(ROOT / ".numbase"),
-        NUMBASE_LOG_LEVEL="WARNING",
-    )
-    argv = [
-        sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            break
-    stop_api(proc)
-    raise RuntimeError(f"the API did not start; see {log}")
-
-
-def stop_api(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -205,7 +147,9 @@ def run(db_url: str, requests: int) -> list[str]:
     port = free_port()
     log = ROOT / ".numbase" / "bench-api-uvicorn.log"
     username = create_admin(db_url)
-    proc = start_api(db_url, port, log)
+    proc = start_api(
+        db_url, port, log, env={"NUMBASE_JWT_SECRET": JWT_SECRET, "NUMBASE_LOG_LEVEL": "WARNING"}
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=600) as client:
@@ -360,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             run(db_url, args.requests)
         finally:
             if db_url != base_url and not args.keep_copy:
-                drop_copy(server_url)
+                drop_database(server_url, RUN_DATABASE)
     return 0
 
 

@@ -32,42 +32,20 @@ import time
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
-from benchmarks.base import BENCH_DATABASE, BIG_PROJECT, bench_server, database_url, ensure_base
+from benchmarks.base import (
+    BENCH_DATABASE,
+    BIG_PROJECT,
+    bench_server,
+    clone_database,
+    database_url,
+    drop_database,
+    ensure_base,
+)
 from orchestration.dbt_env import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_env
 
 RUN_DATABASE = "numbase_bench_conversion"
 SMALL_PROJECT = 200  # ~16,667 numbers
-
-
-def copy_base(server_url: str, template: str, name: str, wait_s: float = 300) -> float:
-    """A fresh file-level copy of the base (waits while another session holds the template)."""
-    started = time.perf_counter()
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        while True:
-            try:
-                conn.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                        sql.Identifier(name), sql.Identifier(template)
-                    )
-                )
-                break
-            except psycopg.errors.ObjectInUse:
-                if time.perf_counter() - started > wait_s:
-                    raise
-                time.sleep(2)
-    return time.perf_counter() - started
-
-
-def drop(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 class Dbt:
@@ -141,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     with bench_server(args.url) as server_url:
         base = database_url(server_url, BENCH_DATABASE)
         ensure_base(base)
-        copied = copy_base(server_url, BENCH_DATABASE, RUN_DATABASE)
+        _, copied = clone_database(server_url, BENCH_DATABASE, RUN_DATABASE)
         url = server_url.rpartition("/")[0] + "/" + RUN_DATABASE
         print(f"base copied in {copied:.1f} s", file=sys.stderr)
         try:
@@ -163,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     "SELECT count(DISTINCT calculated_at), count(*) FROM project_conversions"
                 ).fetchone()
         finally:
-            drop(server_url, RUN_DATABASE)
+            drop_database(server_url, RUN_DATABASE)
     print("| command | wall (median; runs) | dbt nodes | dbt start-up (share) |")
     print("|---|---|---|---|")
     print(row("`dbt build` - all 14 models + all data tests", full))

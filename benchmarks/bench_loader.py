@@ -36,14 +36,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from benchmarks.base import (
     BENCH_DATABASE,
     BIG_PROJECT,
     bench_server,
+    clone_database,
     create_ddl,
     database_url,
+    drop_database,
     drop_ddl,
     ensure_base,
     table_ddl,
@@ -148,30 +149,6 @@ def net_new_rows(values: list[object], conn: psycopg.Connection) -> list[str]:
 # --- databases -------------------------------------------------------------------------------
 
 
-def clone(server_url: str, template: str, name: str) -> tuple[str, float]:
-    started = time.perf_counter()
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(template)
-            )
-        )
-    url = server_url.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-    return url, time.perf_counter() - started
-
-
-def drop(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def ensure_literal(server_url: str) -> None:
     """A copy of the base whose phone_numbers has the plan's literal indexes (built once)."""
     url = server_url.rsplit("/", 1)[0] + "/" + LITERAL_DATABASE
@@ -184,7 +161,7 @@ def ensure_literal(server_url: str) -> None:
     except psycopg.OperationalError:
         pass
     started = time.perf_counter()
-    clone(server_url, BENCH_DATABASE, LITERAL_DATABASE)
+    clone_database(server_url, BENCH_DATABASE, LITERAL_DATABASE)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET maintenance_work_mem = '1GB'")
         cons, idx = table_ddl(conn)
@@ -286,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "literal" and args.no_literal:
                     continue
                 template = LITERAL_DATABASE if variant == "literal" else BENCH_DATABASE
-                url, clone_s = clone(server_url, template, RUN_DATABASE)
+                url, clone_s = clone_database(server_url, template, RUN_DATABASE)
                 try:
                     if variant in ("loader", "literal"):
                         out = run_loader(url, values)
@@ -311,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                     times.setdefault(variant, []).append(seconds)
                     cpus.setdefault(variant, []).append(cpu)
                 finally:
-                    drop(server_url, RUN_DATABASE)
+                    drop_database(server_url, RUN_DATABASE)
 
     n_in, n_new = len(values), len(new_rows)
     print(f"\nsummary: {args.runs} run(s), medians; every variant ends with the same "

@@ -33,21 +33,26 @@ import datetime as dt
 import json
 import os
 import random
-import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from api.webhook_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from benchmarks.base import BENCH_DATABASE, SPEC, bench_server, database_url, ensure_base
+from benchmarks.base import (
+    BENCH_DATABASE,
+    SPEC,
+    bench_server,
+    clone_database,
+    database_url,
+    drop_database,
+    ensure_base,
+)
+from benchmarks.serve import start_api, stop_api
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DATABASE = "numbase_bench_softphone"
@@ -284,66 +289,6 @@ def popup_check(status: int, body: bytes) -> str | None:
 # --- orchestration ----------------------------------------------------------------------------
 
 
-def start_api(db_url: str, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        NUMBASE_DATABASE_URL=db_url,
-        NUMBASE_JWT_SECRET=JWT_SECRET,
-        NUMBASE_SOFTPHONE_WEBHOOK_SECRET=SECRET,
-        NUMBASE_SOFTPHONE_API_KEY=API_KEY,
-        NUMBASE_DATA_DIR=str(ROOT / ".numbase"),
-    )
-    argv = [
-        sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            break
-    stop_api(proc)
-    raise RuntimeError(f"the API did not start; see {log}")
-
-
-def stop_api(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-
-
-def copy_base(server_url: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(RUN_DATABASE)))  # fmt: skip
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                sql.Identifier(RUN_DATABASE), sql.Identifier(BENCH_DATABASE)
-            )
-        )
-    return server_url.rsplit("/", 1)[0] + "/" + RUN_DATABASE
-
-
-def drop_copy(server_url: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(RUN_DATABASE)))  # fmt: skip
-
-
 def manager_token(db_url: str) -> str:
     from api.security import encode, issue_token
     from models.settings import load_settings
@@ -472,12 +417,22 @@ def main(argv: list[str] | None = None) -> int:
     with bench_server(args.url) as server_url:
         ensure_base(database_url(server_url, BENCH_DATABASE))
         t = time.perf_counter()
-        db_url = copy_base(server_url)
+        db_url, _ = clone_database(server_url, BENCH_DATABASE, RUN_DATABASE)
         print(f"copied the base to {RUN_DATABASE} in {time.perf_counter() - t:.1f} s")
         proc = None
         try:
             token = manager_token(db_url)
-            proc = start_api(db_url, args.port, args.workers, ROOT / ".numbase" / "bench-api.log")
+            proc = start_api(
+                db_url,
+                args.port,
+                ROOT / ".numbase" / "bench-api.log",
+                workers=args.workers,
+                env={
+                    "NUMBASE_JWT_SECRET": JWT_SECRET,
+                    "NUMBASE_SOFTPHONE_WEBHOOK_SECRET": SECRET,
+                    "NUMBASE_SOFTPHONE_API_KEY": API_KEY,
+                },
+            )
             print(f"API up: uvicorn --workers {args.workers} on 127.0.0.1:{args.port}")
             stats, work = asyncio.run(run_phases(args, args.port, token))
         finally:
@@ -494,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = verify(db_url, work, before)
         errors = sum(len(s.errors) for s in stats)
         if not args.keep:
-            drop_copy(server_url)
+            drop_database(server_url, RUN_DATABASE)
     print("OK: zero errors, zero lost events" if not problems and not errors else
           f"FAILED: {errors} errors; {problems}")  # fmt: skip
     return 0 if not problems and not errors else 1
