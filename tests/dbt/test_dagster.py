@@ -104,6 +104,10 @@ def test_run_writes_snapshot_and_import_triggers_refresh(harness: Harness, facto
 
 def test_conversion_request_sensor_turns_rows_into_snapshots(harness: Harness, factory) -> None:
     h = harness
+    # The marts must exist for a one-project request to take the snapshot job (before the first
+    # full refresh the sensor sends it to the refresh job instead); build them on an empty base,
+    # so this test does not depend on which test ran before it.
+    assert run_job(h, REFRESH_JOB_NAME).success
     live = factory.project(code="live")
     other = factory.project(code="other")
     gone = factory.project(code="gone")
