@@ -46,7 +46,7 @@ test: install
 # The migration and data-layer tests against another server (CI: PostgreSQL 15 on :5432).
 test-pg15: install
 	NUMBASE_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
-		$(BIN)/pytest -q -m "not slow" tests/integration/test_migrations.py tests/integration/test_schema.py
+		$(BIN)/pytest -q -m "not slow" tests/integration
 
 lint: install
 	$(BIN)/ruff check .
