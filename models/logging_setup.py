@@ -15,6 +15,8 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Dagster attaches its whole event to each record; the run id and step are what a reader needs.
+_DAGSTER_BULK = {"dagster_meta", "dagster_event", "dagster_event_batch_metadata"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,8 +32,15 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        meta = getattr(record, "dagster_meta", None)
+        if isinstance(meta, dict):
+            for key in ("run_id", "job_name", "step_key"):
+                if meta.get(key):
+                    entry[key] = meta[key]
+            if meta.get("orig_message"):
+                entry["msg"] = meta["orig_message"]
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _DAGSTER_BULK and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -16,6 +16,18 @@ from psycopg import sql
 from models.db import libpq_url
 
 DAGSTER_SCHEMA = "dagster"
+PYTHON_LOGS = {
+    "dagster_handler_config": {
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "json",
+            }
+        },
+        "formatters": {"json": {"()": "models.logging_setup.JsonFormatter"}},
+    }
+}
 
 
 def storage_config(database_url: str, schema: str = DAGSTER_SCHEMA) -> dict[str, object]:
@@ -54,6 +66,8 @@ def write_dagster_yaml(dagster_home: Path, database_url: str) -> Path:
         # post-import refresh and user requests never run dbt concurrently.
         "concurrency": {"runs": {"max_concurrent_runs": 2}, "pools": {"default_limit": 1}},
         "telemetry": {"enabled": False},
+        # Run logs also as JSON lines on stderr (run_id, job, step), like the API's access log.
+        "python_logs": PYTHON_LOGS,
     }
     path = dagster_home / "dagster.yaml"
     tmp = path.with_suffix(".yaml.tmp")

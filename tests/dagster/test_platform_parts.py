@@ -91,6 +91,32 @@ def test_dagster_storage_in_postgres(tmp_path: Path, database_url: str) -> None:
     assert {"runs", "event_logs", "dynamic_partitions", "alembic_version"} <= tables
 
 
+def test_runs_log_json_lines_with_their_run_id(tmp_path: Path, database_url: str, capfd) -> None:
+    import json
+
+    from dagster import DagsterInstance, job, op
+
+    @op
+    def say(context) -> None:  # type: ignore[no-untyped-def]
+        context.log.info("hello from a run")
+
+    @job
+    def logged() -> None:
+        say()
+
+    write_dagster_yaml(tmp_path / "dagster_home", database_url)
+    instance = DagsterInstance.from_config(str(tmp_path / "dagster_home"))
+    try:
+        result = logged.execute_in_process(instance=instance)
+    finally:
+        instance.dispose()
+    captured = capfd.readouterr()
+    entries = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    ours = [e for e in entries if e.get("run_id") == result.run_id]
+    assert any(e["msg"] == "hello from a run" and e["step_key"] == "say" for e in ours)
+    assert all("dagster_event" not in e for e in ours)
+
+
 def test_number_filters() -> None:
     f = NumberFilters.from_params(
         {"project_id": "3", "status": "new,failed", "created_after": "2024-01-01"}
