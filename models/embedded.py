@@ -34,7 +34,10 @@ SERVER_SETTINGS: dict[str, str] = {
     "max_wal_size": "8GB",
     "checkpoint_timeout": "15min",
     "max_connections": "200",
-    "wal_compression": "on",
+    # The only method this build has is pglz, whose CPU cost outweighs the WAL it saves on a
+    # 2-core box: a bulk update of 100k rows took 8.6 s with it, 2.7 s without
+    # (docs/benchmarks.md). Servers built with lz4 may prefer `lz4`.
+    "wal_compression": "off",
     "unix_socket_directories": "''",
     "logging_collector": "off",
 }
