@@ -18,7 +18,7 @@ from models.tables import RevokedToken, User
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <access token>`")
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:  # async: no threadpool hop
     return request.app.state.settings  # type: ignore[no-any-return]
 
 

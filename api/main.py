@@ -7,6 +7,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
+from api.event_batcher import EventBatcher
 from api.observability import install_observability
 from api.openapi import install_openapi
 from api.routers import (
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.event_batcher = EventBatcher(engine)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -54,10 +56,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         )
     install_error_handlers(app)
     install_observability(app)
+    # Routes are matched in order: the webhook, the hottest path, goes first.
+    app.include_router(softphone.router)
     for module in (health, auth, users, projects, providers, geo, links, schedules, audit_log):
         app.include_router(module.router)
     app.include_router(numbers.router)
-    app.include_router(softphone.router)
     app.include_router(sftp.router)
     app.include_router(conversion.router)
     install_openapi(app)

@@ -13,23 +13,20 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg import errors as pg_errors
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Row, literal_column, select
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, current_user, unauthorized
 from api.errors import FieldError, not_found
+from api.event_batcher import EventBatcher
 from api.observability import WEBHOOK_EVENTS
 from api.schemas.softphone import (
     CallEventIn,
@@ -45,15 +42,13 @@ from api.schemas.softphone import (
 )
 from api.scope import project_filter
 from api.webhook_auth import SignedBody
-from models.call_events import MAX_BATCH, BatchOutcome, EventIn, store_and_apply
+from models.call_events import MAX_BATCH, EventIn
 from models.phones import InvalidPhone, normalize_phone, phone_metadata
 from models.tables import Geo, PhoneNumber, Project, Provider
 
-log = logging.getLogger("numbase.api.softphone")
 router = APIRouter(prefix="/api/softphone", tags=["softphone"])
 
 _event = TypeAdapter(CallEventIn)
-_RETRIES = 3  # deadlocks cannot happen by design (models/call_events.py); belt and braces
 
 
 def _reject_constant(name: str) -> Any:
@@ -105,23 +100,6 @@ def _parse(
     ), None
 
 
-def _store(session: Session, events: list[EventIn]) -> BatchOutcome:
-    for attempt in range(1, _RETRIES + 1):
-        try:
-            outcome = store_and_apply(session.connection(), events)
-            session.commit()
-            return outcome
-        except OperationalError as exc:
-            session.rollback()
-            retryable = isinstance(
-                exc.orig, pg_errors.DeadlockDetected | pg_errors.SerializationFailure
-            )
-            if not retryable or attempt == _RETRIES:
-                raise
-            log.warning("softphone batch retried after %s", type(exc.orig).__name__)
-    raise AssertionError("unreachable")
-
-
 @router.post(
     "/webhook/",
     response_model=WebhookResponse,
@@ -132,7 +110,7 @@ def _store(session: Session, events: list[EventIn]) -> BatchOutcome:
         401: {"description": "missing, invalid or stale signature"},
     },
 )
-def webhook(body: SignedBody, session: SessionDep, settings: SettingsDep) -> JSONResponse:
+async def webhook(body: SignedBody, request: Request, settings: SettingsDep) -> JSONResponse:
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
@@ -164,8 +142,10 @@ def webhook(body: SignedBody, session: SessionDep, settings: SettingsDep) -> JSO
             valid.append((index, event))
 
     if valid:
-        outcome = _store(session, [e for _, e in valid])
-        for (index, _), done in zip(valid, outcome.events, strict=True):
+        # Grouped with concurrent requests into one transaction (api/event_batcher.py).
+        batcher: EventBatcher = request.app.state.event_batcher
+        outcomes = await batcher.submit([e for _, e in valid])
+        for (index, _), done in zip(valid, outcomes, strict=True):
             results[index] = EventResult(
                 index=index,
                 event_id=done.event_id,

@@ -1,0 +1,198 @@
+"""Group commit of the webhook (api/event_batcher.py) on the real database and the real app:
+concurrent requests share transactions, each still gets its own outcomes, and one request's
+failure never fails another's."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DataError
+from sqlalchemy.orm import Session
+
+from api.event_batcher import EventBatcher
+from api.webhook_auth import signed_headers
+from models.call_events import ACCEPTED, DUPLICATE, UNMATCHED, EventIn
+from models.tables import CallEvent, PhoneNumber
+from tests.api.conftest import TEST_SETTINGS
+from tests.api.test_softphone_webhook import URL, body_of, ev
+
+pytestmark = pytest.mark.anyio
+T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
+SECRET = TEST_SETTINGS["softphone_webhook_secret"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def event(event_id: str, kind: str, phone: str, *, payload: str | None = None) -> EventIn:
+    raw = {"event_id": event_id, "event_type": kind, "phone_number": phone, "status": "success"}
+    return EventIn(event_id, kind, phone, T0, payload or json.dumps(raw))
+
+
+class RowLock:
+    """Holds a number's row lock in another connection, so the transaction in flight waits on it
+    while the test queues more requests behind it."""
+
+    def __init__(self, engine: Engine, number_id: int) -> None:
+        self.conn = engine.connect()
+        self.conn.execute(
+            text("SELECT 1 FROM phone_numbers WHERE id = :id FOR UPDATE"), {"id": number_id}
+        )
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+async def wait_for_lock_waiter(engine: Engine) -> None:
+    """Until some backend waits on a lock: the first group is in flight and blocked."""
+    for _ in range(500):
+        with engine.connect() as conn:
+            waiting = conn.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the first transaction never waited on the lock")
+
+
+async def test_requests_queued_behind_a_transaction_share_the_next_one(
+    db: Engine, factory, session: Session
+) -> None:
+    project = factory.project()
+    blocker = factory.number(project, "+79161240000")
+    numbers = [factory.number(project, f"+7916124{i:04d}") for i in range(1, 21)]
+    batcher = EventBatcher(db)
+    lock = RowLock(db, blocker.id)
+    try:
+        first = asyncio.ensure_future(
+            batcher.submit([event("g-0", "call_ended", blocker.phone_number)])
+        )
+        await wait_for_lock_waiter(db)
+        # Twenty requests of one event each, plus one unknown number and a duplicate of g-1.
+        later = [
+            asyncio.ensure_future(batcher.submit([event(f"g-{i}", "call_ended", n.phone_number)]))
+            for i, n in enumerate(numbers, start=1)
+        ]
+        unknown = asyncio.ensure_future(
+            batcher.submit([event("g-x", "call_ended", "+79990000000")])
+        )
+        again = asyncio.ensure_future(
+            batcher.submit([event("g-1", "call_ended", numbers[0].phone_number)])
+        )
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(f.done() for f in later)
+    finally:
+        lock.release()
+    assert [o.result for o in await first] == [ACCEPTED]
+    results = [await f for f in later]
+    assert all(len(r) == 1 and r[0].result == ACCEPTED for r in results)
+    assert [r[0].phone_number_id for r in results] == [n.id for n in numbers]
+    assert (await unknown)[0].result == UNMATCHED
+    assert (await again)[0].result == DUPLICATE
+    # One transaction for the first request, one for the 22 queued behind it.
+    assert (batcher.stats.transactions, batcher.stats.requests) == (2, 23)
+    session.expire_all()
+    attempts = session.scalars(
+        select(PhoneNumber.call_attempts).where(PhoneNumber.project_id == project.id)
+    ).all()
+    assert sorted(attempts) == [1] * 21
+    assert session.scalar(select(text("count(*)")).select_from(CallEvent)) == 22
+
+
+async def test_a_bad_request_in_a_group_fails_alone(db: Engine, factory, session: Session) -> None:
+    project = factory.project()
+    blocker = factory.number(project, "+79161250000")
+    good = factory.number(project, "+79161250001")
+    batcher = EventBatcher(db)
+    lock = RowLock(db, blocker.id)
+    try:
+        first = asyncio.ensure_future(
+            batcher.submit([event("b-0", "call_ended", blocker.phone_number)])
+        )
+        await wait_for_lock_waiter(db)
+        ok = asyncio.ensure_future(batcher.submit([event("b-1", "call_ended", good.phone_number)]))
+        # Not JSON: PostgreSQL refuses the cast, which fails the shared transaction.
+        bad = asyncio.ensure_future(
+            batcher.submit([event("b-2", "call_ended", good.phone_number, payload="{not json")])
+        )
+        await asyncio.sleep(0.05)
+    finally:
+        lock.release()
+    await first
+    assert (await ok)[0].result == ACCEPTED
+    with pytest.raises(DataError):
+        await bad
+    assert batcher.stats.isolated_retries == 1
+    ids = session.scalars(select(CallEvent.event_id).order_by(CallEvent.event_id)).all()
+    assert ids == ["b-0", "b-1"]
+    session.expire_all()
+    assert session.get(PhoneNumber, good.id).call_attempts == 1  # type: ignore[union-attr]
+
+
+async def test_a_cancelled_request_does_not_strand_the_others(db: Engine, factory) -> None:
+    project = factory.project()
+    blocker = factory.number(project, "+79161260000")
+    other = factory.number(project, "+79161260001")
+    batcher = EventBatcher(db)
+    lock = RowLock(db, blocker.id)
+    try:
+        # The flusher's caller hangs up mid-transaction; the flush goes on and commits.
+        first = asyncio.ensure_future(
+            batcher.submit([event("c-0", "call_ended", blocker.phone_number)])
+        )
+        await wait_for_lock_waiter(db)
+        waiting = asyncio.ensure_future(
+            batcher.submit([event("c-1", "call_ended", other.phone_number)])
+        )
+        await asyncio.sleep(0.02)
+        first.cancel()
+    finally:
+        threading.Timer(0.1, lock.release).start()
+    assert (await asyncio.wait_for(waiting, 10))[0].result == ACCEPTED
+    with db.connect() as conn:
+        stored = conn.scalars(text("SELECT event_id FROM call_events ORDER BY 1")).all()
+    assert stored == ["c-0", "c-1"]
+
+
+async def test_concurrent_http_requests_each_get_their_own_answer(
+    app: Any, factory, session: Session
+) -> None:
+    project = factory.project()
+    numbers = [factory.number(project, f"+7916127{i:04d}") for i in range(30)]
+    requests = [
+        ev("call_started", n.phone_number, T0, event_id=f"h-{i}") for i, n in enumerate(numbers)
+    ]
+    requests.append(ev("call_started", "+79990000001", T0, event_id="h-unknown"))
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+
+        async def post(payload: dict[str, Any]) -> httpx.Response:
+            body = body_of(payload)
+            return await client.post(URL, content=body, headers=signed_headers(SECRET, body))
+
+        answers = await asyncio.gather(*(post(r) for r in requests))
+    for payload, resp in zip(requests[:-1], answers[:-1], strict=True):
+        assert resp.status_code == 200, resp.text
+        (result,) = resp.json()["results"]
+        assert (result["event_id"], result["result"]) == (payload["event_id"], ACCEPTED)
+    assert answers[-1].status_code == 202
+    assert answers[-1].json()["results"][0]["reason"] == "unknown number"
+    stats = app.state.event_batcher.stats
+    assert stats.requests == 31 and stats.transactions < 31
+    session.expire_all()
+    statuses = session.scalars(
+        select(PhoneNumber.status).where(PhoneNumber.project_id == project.id)
+    ).all()
+    assert set(statuses) == {"in_progress"}
