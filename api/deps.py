@@ -62,19 +62,21 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_user(
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> CurrentUser:
-    """A valid, unrevoked access token of an active user. The role is read from the database,
-    so a role change or deactivation takes effect on the next request."""
+def token_claims(
+    settings: Settings, credentials: HTTPAuthorizationCredentials | None
+) -> TokenClaims:
+    """The claims of a well-formed, signed, unexpired access token (no database needed)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized("Authentication credentials were not provided.")
     try:
-        claims = decode(settings, credentials.credentials, "access")
+        return decode(settings, credentials.credentials, "access")
     except TokenError as exc:
         raise unauthorized(str(exc)) from exc
+
+
+def user_of(session: Session, claims: TokenClaims) -> CurrentUser:
+    """The token's user, if active and the token is not revoked. The role is read from the
+    database, so a role change or deactivation takes effect on the next request."""
     row = session.execute(
         select(User.username, User.role, User.is_active, RevokedToken.jti)
         .outerjoin(RevokedToken, RevokedToken.jti == claims.jti)
@@ -85,6 +87,15 @@ def current_user(
     if row.jti is not None:
         raise unauthorized("Token has been revoked.")
     return CurrentUser(id=claims.sub, username=row.username, role=row.role, claims=claims)
+
+
+def current_user(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> CurrentUser:
+    """A valid, unrevoked access token of an active user."""
+    return user_of(session, token_claims(settings, credentials))
 
 
 UserDep = Annotated[CurrentUser, Depends(current_user)]

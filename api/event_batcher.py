@@ -31,6 +31,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from api.observability import WEBHOOK_REQUESTS_GROUPED, WEBHOOK_TRANSACTIONS
 from models.call_events import MAX_BATCH, EventIn, EventOutcome, store_and_apply
 
 log = logging.getLogger("numbase.api.softphone")
@@ -140,6 +141,8 @@ class EventBatcher:
             raise
         self.stats.transactions += 1
         self.stats.requests += len(group)
+        WEBHOOK_TRANSACTIONS.inc()
+        WEBHOOK_REQUESTS_GROUPED.inc(len(group))
         self.stats.events += len(events)
         offset = 0
         for request in group:

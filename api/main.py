@@ -25,6 +25,7 @@ from api.routers import (
     softphone,
     users,
 )
+from api.webhook_fastpath import WebhookFastPath
 from models.db import make_engine, resolve_database_url
 from models.logging_setup import configure_logging
 from models.settings import Settings, get_settings
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.event_batcher = EventBatcher(engine)
+    # Innermost of the user middleware: inside the request-id/access-log/metrics one.
+    app.add_middleware(WebhookFastPath, api=app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

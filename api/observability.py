@@ -42,6 +42,14 @@ HTTP_LATENCY = Histogram(
 WEBHOOK_EVENTS = Counter(
     "numbase_webhook_events_total", "SoftPhone webhook events by outcome", ["outcome"]
 )
+WEBHOOK_TRANSACTIONS = Counter(
+    "numbase_webhook_transactions_total",
+    "Transactions that stored webhook events (requests grouped per transaction: "
+    "numbase_webhook_requests_grouped_total / this)",
+)
+WEBHOOK_REQUESTS_GROUPED = Counter(
+    "numbase_webhook_requests_grouped_total", "Webhook requests stored by those transactions"
+)
 IMPORT_ROWS = Counter(
     "numbase_api_bulk_rows_total", "Rows loaded through the API bulk endpoint", ["outcome"]
 )

@@ -14,17 +14,17 @@ import datetime as dt
 import hmac
 import json
 from collections import Counter
-from dataclasses import dataclass
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Row, literal_column, select
+from sqlalchemy import Row, bindparam, literal_column, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, SessionDep, SettingsDep, current_user, unauthorized
+from api.deps import SettingsDep, token_claims, unauthorized, user_of
 from api.errors import FieldError, not_found
 from api.event_batcher import EventBatcher
 from api.observability import WEBHOOK_EVENTS
@@ -44,9 +44,11 @@ from api.scope import project_filter
 from api.webhook_auth import SignedBody
 from models.call_events import MAX_BATCH, EventIn
 from models.phones import InvalidPhone, normalize_phone, phone_metadata
+from models.settings import Settings
 from models.tables import Geo, PhoneNumber, Project, Provider
 
 router = APIRouter(prefix="/api/softphone", tags=["softphone"])
+WEBHOOK_PATH = "/api/softphone/webhook/"
 
 _event = TypeAdapter(CallEventIn)
 
@@ -101,7 +103,7 @@ def _parse(
 
 
 @router.post(
-    "/webhook/",
+    WEBHOOK_PATH.removeprefix(router.prefix),
     response_model=WebhookResponse,
     summary="Call events from the softphone (signed; one event or a batch)",
     responses={
@@ -110,7 +112,13 @@ def _parse(
         401: {"description": "missing, invalid or stale signature"},
     },
 )
-async def webhook(body: SignedBody, request: Request, settings: SettingsDep) -> JSONResponse:
+async def webhook(body: SignedBody, request: Request, settings: SettingsDep) -> Response:
+    # At run time api/webhook_fastpath.py answers this path before the router; both call this.
+    return await process_webhook(body, settings, request.app.state.event_batcher)
+
+
+async def process_webhook(body: bytes, settings: Settings, batcher: EventBatcher) -> Response:
+    """A verified body -> the answer (FieldError for a 400)."""
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
@@ -143,7 +151,6 @@ async def webhook(body: SignedBody, request: Request, settings: SettingsDep) -> 
 
     if valid:
         # Grouped with concurrent requests into one transaction (api/event_batcher.py).
-        batcher: EventBatcher = request.app.state.event_batcher
         outcomes = await batcher.submit([e for _, e in valid])
         for (index, _), done in zip(valid, outcomes, strict=True):
             results[index] = EventResult(
@@ -171,7 +178,7 @@ async def webhook(body: SignedBody, request: Request, settings: SettingsDep) -> 
         status = 207 if valid else 400
     elif counts["unmatched"]:
         status = 202
-    return JSONResponse(response.model_dump(mode="json"), status_code=status)
+    return Response(response.model_dump_json(), status_code=status, media_type="application/json")
 
 
 # --- pop-up ---------------------------------------------------------------------------------
@@ -179,29 +186,16 @@ async def webhook(body: SignedBody, request: Request, settings: SettingsDep) -> 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <access token>`")
 
 
-@dataclass(frozen=True)
-class Reader:
-    """Who reads a card: a user (scoped to their projects) or the softphone service (all)."""
+def _service_key(settings: Settings, x_api_key: str | None) -> bool:
+    """True for the softphone service key (it can read cards, nothing more); 401 for a wrong one;
+    False when none was sent (a user token is needed then)."""
+    if x_api_key is None:
+        return False
+    key = settings.softphone_api_key
+    if not key or not hmac.compare_digest(x_api_key.encode(), key.encode()):
+        raise unauthorized("Invalid API key.")
+    return True
 
-    user: CurrentUser | None
-
-
-def popup_reader(
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_api_key: Annotated[str | None, Header(description="the softphone service key")] = None,
-) -> Reader:
-    """The service key is accepted here and nowhere else: it can read cards, nothing more."""
-    if x_api_key is not None:
-        key = settings.softphone_api_key
-        if not key or not hmac.compare_digest(x_api_key.encode(), key.encode()):
-            raise unauthorized("Invalid API key.")
-        return Reader(user=None)
-    return Reader(user=current_user(session, settings, credentials))
-
-
-ReaderDep = Annotated[Reader, Depends(popup_reader)]
 
 # Correlated on phone_numbers.id: the last 10 events through ix_call_events_number_occurred
 # (a backward index scan, stopped after 10), and the latest result, in the same round trip.
@@ -282,56 +276,79 @@ def _card(row: Row[Any], phone_zone: str | None, now: dt.datetime) -> NumberCard
     )
 
 
+# Built once: the pop-up is the agent's hot read path (a manager adds a scope condition).
+_POPUP = (
+    select(
+        PhoneNumber.id,
+        PhoneNumber.phone_number,
+        PhoneNumber.status,
+        PhoneNumber.call_attempts,
+        PhoneNumber.last_call_at,
+        PhoneNumber.result_data,
+        PhoneNumber.attributes,
+        PhoneNumber.created_at,
+        PhoneNumber.updated_at,
+        Project.id.label("project_id"),
+        Project.code.label("project_code"),
+        Project.name.label("project_name"),
+        Provider.id.label("provider_id"),
+        Provider.code.label("provider_code"),
+        Provider.name.label("provider_name"),
+        Geo.id.label("geo_id"),
+        Geo.country_code.label("geo_country_code"),
+        Geo.region.label("geo_region"),
+        Geo.city.label("geo_city"),
+        Geo.timezone.label("geo_timezone"),
+        _RECENT_EVENTS,
+        _LAST_RESULT,
+    )
+    .select_from(PhoneNumber)
+    .join(Project, (Project.id == PhoneNumber.project_id) & Project.is_deleted.is_(False))
+    .outerjoin(Provider, Provider.id == PhoneNumber.provider_id)
+    .outerjoin(Geo, Geo.id == PhoneNumber.geo_id)
+    .where(PhoneNumber.phone_number == bindparam("phone"))
+    .order_by(PhoneNumber.created_at.desc(), PhoneNumber.id.desc())
+)
+
+
 @router.get(
     "/number/{phone:path}/",
     response_model=PopupResponse,
     summary="The agent's pop-up: a number's cards in every project the caller may see",
     responses={404: {"description": "no such number (in the caller's projects)"}},
 )
-def popup(phone: str, reader: ReaderDep, session: SessionDep, settings: SettingsDep) -> Any:
-    try:
-        e164 = normalize_phone(phone, settings.phone_region)
-    except InvalidPhone as exc:
-        raise FieldError("phone", exc.reason) from exc
-    stmt = (
-        select(
-            PhoneNumber.id,
-            PhoneNumber.phone_number,
-            PhoneNumber.status,
-            PhoneNumber.call_attempts,
-            PhoneNumber.last_call_at,
-            PhoneNumber.result_data,
-            PhoneNumber.attributes,
-            PhoneNumber.created_at,
-            PhoneNumber.updated_at,
-            Project.id.label("project_id"),
-            Project.code.label("project_code"),
-            Project.name.label("project_name"),
-            Provider.id.label("provider_id"),
-            Provider.code.label("provider_code"),
-            Provider.name.label("provider_name"),
-            Geo.id.label("geo_id"),
-            Geo.country_code.label("geo_country_code"),
-            Geo.region.label("geo_region"),
-            Geo.city.label("geo_city"),
-            Geo.timezone.label("geo_timezone"),
-            _RECENT_EVENTS,
-            _LAST_RESULT,
-        )
-        .select_from(PhoneNumber)
-        .join(Project, (Project.id == PhoneNumber.project_id) & Project.is_deleted.is_(False))
-        .outerjoin(Provider, Provider.id == PhoneNumber.provider_id)
-        .outerjoin(Geo, Geo.id == PhoneNumber.geo_id)
-        .where(PhoneNumber.phone_number == e164)
-        .order_by(PhoneNumber.created_at.desc(), PhoneNumber.id.desc())
-    )
-    if reader.user is not None and not reader.user.is_admin:
-        stmt = stmt.where(project_filter(reader.user, PhoneNumber.project_id))
-    rows = session.execute(stmt).all()
+async def popup(
+    phone: str,
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_api_key: Annotated[str | None, Header(description="the softphone service key")] = None,
+) -> Response:
+    """A user token (managers see their projects only) or the softphone's read-only service key
+    (`X-API-Key`)."""
+    claims = None if _service_key(settings, x_api_key) else token_claims(settings, credentials)
+    engine = request.app.state.engine
+
+    def lookup() -> tuple[str, list[Row[Any]]]:
+        # One thread hop for the user check and the query together.
+        with Session(engine) as session:
+            stmt = _POPUP
+            if claims is not None:  # who asks, before anything about what (401 before 400)
+                user = user_of(session, claims)
+                if not user.is_admin:
+                    stmt = stmt.where(project_filter(user, PhoneNumber.project_id))
+            try:
+                e164 = normalize_phone(phone, settings.phone_region)
+            except InvalidPhone as exc:
+                raise FieldError("phone", exc.reason) from exc
+            return e164, list(session.connection().execute(stmt, {"phone": e164}).all())
+
+    e164, rows = await run_in_threadpool(lookup)
     if not rows:
         raise not_found("Number not found.")
     # A number's own zone only when unambiguous: Russian mobiles list all 16 of Russia's.
     zones = phone_metadata(e164, settings.phone_region)["time_zones"]
     now = dt.datetime.now(dt.UTC)
     cards = [_card(row, zones[0] if len(zones) == 1 else None, now) for row in rows]
-    return PopupResponse(phone_number=e164, count=len(cards), results=cards)
+    body = PopupResponse(phone_number=e164, count=len(cards), results=cards)
+    return Response(body.model_dump_json(), media_type="application/json")

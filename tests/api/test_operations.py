@@ -4,6 +4,7 @@ and Prometheus metrics."""
 from __future__ import annotations
 
 import json
+import re
 
 from sqlalchemy import text
 
@@ -86,5 +87,8 @@ def test_metrics_count_webhook_events_and_bulk_rows(client, admin, factory) -> N
     text = client.get("/metrics").text
     assert 'numbase_webhook_events_total{outcome="accepted"}' in text
     assert 'numbase_webhook_events_total{outcome="unmatched"}' in text
+    # Process-wide counters (other tests post events too): present and counting.
+    for name in ("numbase_webhook_transactions_total", "numbase_webhook_requests_grouped_total"):
+        assert float(re.search(rf"^{name} (\S+)$", text, re.M)[1]) >= 1  # type: ignore[index]
     assert 'numbase_api_bulk_rows_total{outcome="inserted"}' in text
     assert 'numbase_api_bulk_rows_total{outcome="invalid"}' in text

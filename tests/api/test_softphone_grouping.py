@@ -196,3 +196,37 @@ async def test_concurrent_http_requests_each_get_their_own_answer(
         select(PhoneNumber.status).where(PhoneNumber.project_id == project.id)
     ).all()
     assert set(statuses) == {"in_progress"}
+
+
+async def test_the_fast_path_answers_the_webhook_and_passes_everything_else_on(
+    app: Any, factory
+) -> None:
+    from api.webhook_fastpath import WebhookFastPath
+
+    passed_on: list[tuple[str, str]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        passed_on.append((scope["method"], scope["path"]))
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    fast = WebhookFastPath(inner, api=app)
+    number = factory.number(factory.project(), "+79161280000")
+    transport = httpx.ASGITransport(app=fast)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        body = body_of(ev("call_ended", number.phone_number, T0, event_id="fast-1"))
+        ok = await client.post(URL, content=body, headers=signed_headers(SECRET, body))
+        unsigned = await client.post(URL, content=body)
+        bad_json = b"{nope"
+        malformed = await client.post(
+            URL, content=bad_json, headers=signed_headers(SECRET, bad_json)
+        )
+        other = await client.get(URL)
+        elsewhere = await client.post("/api/softphone/other/", content=body)
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
+    # Errors in the app's contract, from the app's own handlers.
+    assert unsigned.status_code == 401 and "Missing" in unsigned.json()["detail"]
+    assert malformed.status_code == 400
+    assert malformed.json() == {"non_field_errors": ["Malformed JSON body."]}
+    assert (other.status_code, elsewhere.status_code) == (418, 418)
+    assert passed_on == [("GET", URL), ("POST", "/api/softphone/other/")]
