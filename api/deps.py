@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from api.security import TokenClaims, TokenError, decode
@@ -74,7 +74,7 @@ def token_claims(
         raise unauthorized(str(exc)) from exc
 
 
-def user_of(session: Session, claims: TokenClaims) -> CurrentUser:
+def user_of(session: Session | Connection, claims: TokenClaims) -> CurrentUser:
     """The token's user, if active and the token is not revoked. The role is read from the
     database, so a role change or deactivation takes effect on the next request."""
     row = session.execute(
