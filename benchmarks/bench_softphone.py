@@ -18,8 +18,12 @@ events re-sent later (duplicates), 1% on unknown numbers. Phases (bounded in cou
                   cannot hide its queue (a backlog over 3 s ends the phase as not sustained)
   webhook max     closed loop, one event per request, --conns connections
   webhook batch   closed loop, --batch events per request
+  (pause)         --settle seconds, so the batch phase's background work (autovacuum of the
+                  fresh call_events and audit_log rows, WAL) does not land in the next phase
   pop-up @rate    open loop at --popup-rate lookups/s, service key (X-API-Key)
   pop-up max      closed loop, service key; then with a manager's token (RBAC query included)
+  mixed           softphones as they really run: webhook at --rate / 2 events/s (one per
+                  request) and pop-ups at --popup-rate / 2 lookups/s at the same time
 
 Afterwards: zero errors, and zero lost events (call_events rows == distinct events sent, and the
 numbers' call_attempts grew by exactly the distinct matched call_ended events).
@@ -356,6 +360,7 @@ async def run_phases(
                       max_items=200_000, max_seconds=20 * scale)  # fmt: skip
     out.append(s)
 
+    await asyncio.sleep(args.settle * scale)
     touched = list(work.ended_sent)
     service = {"X-API-Key": API_KEY}
     s = Stats(f"pop-up @{args.popup_rate:.0f}/s, key", "lookups")
@@ -371,6 +376,16 @@ async def run_phases(
     await closed_loop(s, host, port, 8, popup_maker(rng, bearer, touched), popup_check,
                       max_items=100_000, max_seconds=15 * scale)  # fmt: skip
     out.append(s)
+
+    hooks = Stats(f"mixed: webhook @{args.rate / 2:.0f}/s, 1/request", "events")
+    cards = Stats(f"mixed: pop-up @{args.popup_rate / 2:.0f}/s, key", "lookups")
+    await asyncio.gather(
+        open_loop(hooks, host, port, args.rate / 2, webhook_make(1), webhook_check(hooks),
+                  max_items=int(args.rate / 2 * 20 * scale), max_seconds=20 * scale),
+        open_loop(cards, host, port, args.popup_rate / 2, popup_maker(rng, service, touched),
+                  popup_check, max_items=100_000, max_seconds=20 * scale),
+    )  # fmt: skip
+    out.extend([hooks, cards])
     return out, work
 
 
@@ -409,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=50, help="events/request, closed loop")
     parser.add_argument("--rate-batch", type=int, default=10, help="events/request at --rate")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--settle", type=float, default=15.0, help="pause before pop-ups (s)")
     parser.add_argument("--quick", action="store_true", help="phases 4x shorter")
     parser.add_argument("--keep", action="store_true", help="keep the database copy")
     args = parser.parse_args(argv)
