@@ -36,7 +36,7 @@ from models.call_events import MAX_BATCH, EventIn, EventOutcome, store_and_apply
 
 log = logging.getLogger("numbase.api.softphone")
 
-MAX_FLUSHERS = 1  # concurrent transactions per process: one committing while the next fills
+MAX_FLUSHERS = 1  # transactions at once per process: the next group fills while one runs
 _RETRIES = 3  # deadlocks cannot happen by design (models/call_events.py); belt and braces
 
 
