@@ -15,7 +15,7 @@ from api.security import TokenClaims, TokenError, decode
 from models.settings import Settings
 from models.tables import RevokedToken, User
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <access token>`")
+bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <access token>`")
 
 
 async def get_settings_dep(request: Request) -> Settings:  # async: no threadpool hop
@@ -92,7 +92,7 @@ def user_of(session: Session | Connection, claims: TokenClaims) -> CurrentUser:
 def current_user(
     session: SessionDep,
     settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> CurrentUser:
     """A valid, unrevoked access token of an active user."""
     return user_of(session, token_claims(settings, credentials))

@@ -52,7 +52,6 @@ class GroupStats:
 
     transactions: int = 0
     requests: int = 0
-    events: int = 0
     isolated_retries: int = 0
 
 
@@ -75,15 +74,6 @@ class EventBatcher:
         while not request.future.done():
             if self._pending and self._flushers < MAX_FLUSHERS:
                 self._flushers += 1
-                # One turn of the event loop first: requests already read join this group.
-                try:
-                    await asyncio.sleep(0)
-                except BaseException:
-                    self._release()
-                    raise
-                if not self._pending:
-                    self._release()
-                    continue
                 await asyncio.shield(loop.create_task(self._flush(self._take())))
                 continue
             if self._turn is None or self._turn.done():
@@ -106,12 +96,9 @@ class EventBatcher:
             await self._store(group)
         finally:
             # Here, not in submit(): a cancelled caller must not free the slot early.
-            self._release()
-
-    def _release(self) -> None:
-        self._flushers -= 1
-        if self._turn is not None and not self._turn.done():
-            self._turn.set_result(None)
+            self._flushers -= 1
+            if self._turn is not None and not self._turn.done():
+                self._turn.set_result(None)
 
     async def _store(self, group: list[_Request]) -> None:
         events = [e for r in group for e in r.events]
@@ -143,7 +130,6 @@ class EventBatcher:
         self.stats.requests += len(group)
         WEBHOOK_TRANSACTIONS.inc()
         WEBHOOK_REQUESTS_GROUPED.inc(len(group))
-        self.stats.events += len(events)
         offset = 0
         for request in group:
             n = len(request.events)

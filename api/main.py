@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         )
     install_error_handlers(app)
     install_observability(app)
-    # Routes are matched in order: the webhook, the hottest path, goes first.
+    # Routes are matched in order: the pop-up, the hottest routed path, goes first (the
+    # webhook is answered before routing, by WebhookFastPath).
     app.include_router(softphone.router)
     for module in (health, auth, users, projects, providers, geo, links, schedules, audit_log):
         app.include_router(module.router)

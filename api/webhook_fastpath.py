@@ -34,7 +34,6 @@ class WebhookFastPath:
             await self.app(scope, receive, send)
             return
         scope["route"] = self.route  # the metrics label the route would have given
-        scope["app"] = self.api
         request = Request(scope, receive)
         state = self.api.state
         try:

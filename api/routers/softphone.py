@@ -18,12 +18,12 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Row, bindparam, literal_column, select
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep, token_claims, unauthorized, user_of
+from api.deps import SettingsDep, bearer, token_claims, unauthorized, user_of
 from api.errors import FieldError, not_found
 from api.event_batcher import EventBatcher
 from api.observability import WEBHOOK_EVENTS
@@ -182,8 +182,6 @@ async def process_webhook(body: bytes, settings: Settings, batcher: EventBatcher
 
 # --- pop-up ---------------------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <access token>`")
-
 
 def _service_key(settings: Settings, x_api_key: str | None) -> bool:
     """True for the softphone service key (it can read cards, nothing more); 401 for a wrong one;
@@ -320,7 +318,7 @@ async def popup(
     phone: str,
     request: Request,
     settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_api_key: Annotated[str | None, Header(description="the softphone service key")] = None,
 ) -> Response:
     """A user token (managers see their projects only) or the softphone's read-only service key

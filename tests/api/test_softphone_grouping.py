@@ -53,6 +53,19 @@ class RowLock:
         self.conn.close()
 
 
+async def submit_blocked(
+    engine: Engine, batcher: EventBatcher, blocker: PhoneNumber, event_id: str
+) -> tuple[RowLock, asyncio.Future[Any]]:
+    """Submit one event on `blocker` while its row is locked elsewhere: once this returns, that
+    request's transaction is in flight and waiting, and later submits queue behind it."""
+    lock = RowLock(engine, blocker.id)
+    first = asyncio.ensure_future(
+        batcher.submit([event(event_id, "call_ended", blocker.phone_number)])
+    )
+    await wait_for_lock_waiter(engine)
+    return lock, first
+
+
 async def wait_for_lock_waiter(engine: Engine) -> None:
     """Until some backend waits on a lock: the first group is in flight and blocked."""
     for _ in range(500):
@@ -73,12 +86,8 @@ async def test_requests_queued_behind_a_transaction_share_the_next_one(
     blocker = factory.number(project, "+79161240000")
     numbers = [factory.number(project, f"+7916124{i:04d}") for i in range(1, 21)]
     batcher = EventBatcher(db)
-    lock = RowLock(db, blocker.id)
+    lock, first = await submit_blocked(db, batcher, blocker, "g-0")
     try:
-        first = asyncio.ensure_future(
-            batcher.submit([event("g-0", "call_ended", blocker.phone_number)])
-        )
-        await wait_for_lock_waiter(db)
         # Twenty requests of one event each, plus one unknown number and a duplicate of g-1.
         later = [
             asyncio.ensure_future(batcher.submit([event(f"g-{i}", "call_ended", n.phone_number)]))
@@ -115,12 +124,8 @@ async def test_a_bad_request_in_a_group_fails_alone(db: Engine, factory, session
     blocker = factory.number(project, "+79161250000")
     good = factory.number(project, "+79161250001")
     batcher = EventBatcher(db)
-    lock = RowLock(db, blocker.id)
+    lock, first = await submit_blocked(db, batcher, blocker, "b-0")
     try:
-        first = asyncio.ensure_future(
-            batcher.submit([event("b-0", "call_ended", blocker.phone_number)])
-        )
-        await wait_for_lock_waiter(db)
         ok = asyncio.ensure_future(batcher.submit([event("b-1", "call_ended", good.phone_number)]))
         # Not JSON: PostgreSQL refuses the cast, which fails the shared transaction.
         bad = asyncio.ensure_future(
@@ -145,13 +150,9 @@ async def test_a_cancelled_request_does_not_strand_the_others(db: Engine, factor
     blocker = factory.number(project, "+79161260000")
     other = factory.number(project, "+79161260001")
     batcher = EventBatcher(db)
-    lock = RowLock(db, blocker.id)
+    # The flusher's caller hangs up mid-transaction; the flush goes on and commits.
+    lock, first = await submit_blocked(db, batcher, blocker, "c-0")
     try:
-        # The flusher's caller hangs up mid-transaction; the flush goes on and commits.
-        first = asyncio.ensure_future(
-            batcher.submit([event("c-0", "call_ended", blocker.phone_number)])
-        )
-        await wait_for_lock_waiter(db)
         waiting = asyncio.ensure_future(
             batcher.submit([event("c-1", "call_ended", other.phone_number)])
         )
