@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import Grouping
 
 from models.settings import Settings
 from models.tables import LoginFailure, User
@@ -134,8 +135,9 @@ def remember_address(ip: str | None) -> ColumnElement[list[str]]:
     if ip is None:
         return User.known_addresses  # type: ignore[return-value]
     address = cast(ip, INET)
+    # Grouping: PostgreSQL subscripts a function call only in parentheses.
     newest_first = type_coerce(
-        func.array_prepend(address, func.array_remove(User.known_addresses, address)),
+        Grouping(func.array_prepend(address, func.array_remove(User.known_addresses, address))),
         ARRAY(INET),
     )
     return newest_first[1:KNOWN_ADDRESSES]
