@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -41,3 +43,17 @@ def serve(asgi_app: FastAPI, *, forwarded_allow_ips: str = "127.0.0.1") -> Itera
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+def nginx_main_conf(prefix: Path, include: Path) -> str:
+    """A main nginx.conf like the official image's, writing only below prefix."""
+    temp = "\n".join(
+        f"    {kind}_temp_path {prefix}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return (
+        f"{user}daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/error.log warn;\nevents {{ worker_connections 64; }}\n"
+        f"http {{\n    access_log off;\n{temp}\n    include {include};\n}}\n"
+    )
