@@ -4,6 +4,7 @@ spread over many addresses, a name sprayer, a drained connection pool."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, select, text
 
 import api.routers.auth as auth_router
 from api.main import create_app
+from api.webhook_auth import signed_headers
 from models.db import make_engine
 from models.settings import Settings, load_settings
 from models.tables import AuditLog
@@ -238,27 +240,37 @@ def test_unknown_names_are_throttled_like_real_ones(app, settings) -> None:
 
 
 def test_pool_exhaustion_is_503_with_retry_after(settings, database_url, db, factory) -> None:
+    """Every pooled connection busy past the pool timeout: the documented 503, on the routed
+    paths, the pop-up's bare connection and the webhook's fast path alike."""
     engine = make_engine(database_url, pool_size=1, pool_timeout=0.3)  # two connections
+    event = {
+        "event_id": "pool-1",
+        "event_type": "call_started",
+        "phone_number": "+79161230001",
+        "occurred_at": "2026-01-01T10:00:00+00:00",
+    }
+    body = json.dumps(event).encode()
+    webhook_headers = signed_headers(settings.softphone_webhook_secret, body)
     try:
-        client = TestClient(
-            create_app(settings=settings, engine=engine), raise_server_exceptions=False
-        )
-        user = factory.user(password=PASSWORD)
-        actor = login(client, user)
-        held = [engine.connect(), engine.connect()]
-        try:
-            for resp in (
-                client.get("/api/auth/me/", headers=actor.headers),
-                client.get("/api/projects/", headers=actor.headers),
-                client.get(POPUP, headers=actor.headers),
-                _login(client, user.username, PASSWORD),
-            ):
-                assert resp.status_code == 503, resp.text
-                assert int(resp.headers["Retry-After"]) >= 1
-        finally:
-            for conn in held:
-                conn.close()
-        assert client.get("/api/auth/me/", headers=actor.headers).status_code == 200
+        app = create_app(settings=settings, engine=engine)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            user = factory.user(password=PASSWORD)
+            actor = login(client, user)
+            held = [engine.connect(), engine.connect()]
+            try:
+                for resp in (
+                    client.get("/api/auth/me/", headers=actor.headers),
+                    client.get("/api/projects/", headers=actor.headers),
+                    client.get(POPUP, headers=actor.headers),
+                    _login(client, user.username, PASSWORD),
+                    client.post("/api/softphone/webhook/", content=body, headers=webhook_headers),
+                ):
+                    assert resp.status_code == 503, (resp.request.url, resp.text)
+                    assert int(resp.headers["Retry-After"]) >= 1
+            finally:
+                for conn in held:
+                    conn.close()
+            assert client.get("/api/auth/me/", headers=actor.headers).status_code == 200
     finally:
         engine.dispose()
 
