@@ -106,4 +106,6 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.orig, pg_errors.DataError):
             return JSONResponse({"detail": "Invalid value for the database."}, status_code=400)
         log.exception("database error")
-        return JSONResponse({"detail": "Database unavailable."}, status_code=503)
+        return JSONResponse(
+            {"detail": "Database unavailable."}, status_code=503, headers={"Retry-After": "5"}
+        )
