@@ -88,6 +88,10 @@ def reserve(
     if ip is not None:
         _lock(session, f"numbase-login-address:{ip}")
     failure = LoginFailure
+    # The time after the locks were granted, not the transaction's start (now()): waiting for
+    # a lock must not make the counts or Retry-After stale. A subquery: evaluated once, and
+    # the window condition stays an index condition.
+    now = select(func.clock_timestamp()).scalar_subquery()
     window = dt.timedelta(seconds=settings.login_window_seconds)
     is_user = failure.username == username
     is_pair = is_user & failure.ip_address.is_not_distinct_from(ip)
@@ -100,8 +104,8 @@ def reserve(
             func.max(failure.attempted_at).filter(is_user).label("user_latest"),
             func.count().filter(is_address).label("address"),
             func.min(failure.attempted_at).filter(is_address).label("address_oldest"),
-            func.now().label("now"),
-        ).where(failure.attempted_at > func.now() - window, or_(is_user, is_address))
+            now.label("now"),
+        ).where(failure.attempted_at > now - window, or_(is_user, is_address))
     ).one()
     if row.pair >= settings.login_max_failures:
         raise too_many((row.pair_oldest + window - row.now).total_seconds())
@@ -112,7 +116,9 @@ def reserve(
         if wait > 0:
             raise too_many(wait)
     row_id = session.scalar(
-        insert(LoginFailure).values(username=username, ip_address=ip).returning(LoginFailure.id)
+        insert(LoginFailure)
+        .values(username=username, ip_address=ip, attempted_at=now)
+        .returning(LoginFailure.id)
     )
     assert row_id is not None
     return Reservation(row_id=row_id)

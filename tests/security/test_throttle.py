@@ -57,8 +57,8 @@ def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture
 def small_pool(database_url: str, db: Engine) -> Iterator[Engine]:
-    """Four connections, given up on after 5 s: what a busy API process has to spare."""
-    engine = make_engine(database_url, pool_size=2, pool_timeout=5)
+    """Four connections (and SQLAlchemy's 30 s pool timeout): what a busy process has to spare."""
+    engine = make_engine(database_url, pool_size=2)
     yield engine
     engine.dispose()
 
