@@ -28,4 +28,6 @@ RUN dagster-dbt project prepare-and-package --file orchestration/assets/dbt.py
 
 USER numbase
 EXPOSE 8000 3000 4000
-CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--workers", "4"]
+# X-Forwarded-For is believed only from NUMBASE_TRUSTED_PROXIES (the reverse proxy in front):
+# the login throttle and the audit log need the clients' real addresses.
+CMD ["sh", "-c", "exec uvicorn api.main:create_app --factory --host 0.0.0.0 --port 8000 --workers 4 --proxy-headers --forwarded-allow-ips \"${NUMBASE_TRUSTED_PROXIES:-127.0.0.1}\""]

@@ -75,16 +75,24 @@ def token_claims(
 
 
 def user_of(session: Session | Connection, claims: TokenClaims) -> CurrentUser:
-    """The token's user, if active and the token is not revoked. The role is read from the
-    database, so a role change or deactivation takes effect on the next request."""
+    """The token's user, if active, the token is of the user's current epoch (no password
+    change or deactivation since it was issued) and neither it nor its session (family) is
+    revoked. One primary-key read of the user row and one of revoked_tokens; the role is read
+    from the database, so a role change takes effect on the next request. The pop-up's fast
+    path (api/routers/softphone.py) calls this too, on a bare connection."""
+    revoked = (
+        select(RevokedToken.jti).where(RevokedToken.jti.in_((claims.jti, claims.family))).exists()
+    )
     row = session.execute(
-        select(User.username, User.role, User.is_active, RevokedToken.jti)
-        .outerjoin(RevokedToken, RevokedToken.jti == claims.jti)
-        .where(User.id == claims.sub)
+        select(
+            User.username, User.role, User.is_active, User.token_epoch, revoked.label("revoked")
+        ).where(User.id == claims.sub)
     ).one_or_none()
     if row is None or not row.is_active:
         raise unauthorized("User is inactive or does not exist.")
-    if row.jti is not None:
+    if row.token_epoch != claims.epoch:
+        raise unauthorized("Session ended by a password change or deactivation; log in again.")
+    if row.revoked:
         raise unauthorized("Token has been revoked.")
     return CurrentUser(id=claims.sub, username=row.username, role=row.role, claims=claims)
 

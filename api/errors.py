@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg import errors as pg_errors
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("numbase.api")
@@ -89,10 +90,22 @@ def install_error_handlers(app: FastAPI) -> None:
         status, detail = _constraint_message(exc)
         return JSONResponse({"detail": detail}, status_code=status)
 
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed busy for the pool timeout: a burst, not a fault.
+        log.warning("database connection pool exhausted: %s", exc)
+        return JSONResponse(
+            {"detail": "Database busy; try again shortly."},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(DBAPIError)
     async def _dbapi(_: Request, exc: DBAPIError) -> JSONResponse:
         # Data errors (a value PostgreSQL cannot take) are the client's; the rest are ours.
         if isinstance(exc.orig, pg_errors.DataError):
             return JSONResponse({"detail": "Invalid value for the database."}, status_code=400)
         log.exception("database error")
-        return JSONResponse({"detail": "Database unavailable."}, status_code=503)
+        return JSONResponse(
+            {"detail": "Database unavailable."}, status_code=503, headers={"Retry-After": "5"}
+        )

@@ -293,7 +293,7 @@ def popup_check(status: int, body: bytes) -> str | None:
 
 
 def manager_token(db_url: str) -> str:
-    from api.security import encode, issue_token
+    from api.security import encode, issue_token, new_family
     from models.settings import load_settings
 
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -306,7 +306,9 @@ def manager_token(db_url: str) -> str:
             (uid, list(MANAGER_PROJECTS)),
         )
     settings = load_settings(database_url=db_url, jwt_secret=JWT_SECRET)
-    return encode(settings, issue_token(settings, uid, "manager", "access"))
+    # A new user's token epoch is 0 (users.token_epoch).
+    claims = issue_token(settings, uid, "manager", "access", epoch=0, family=new_family())
+    return encode(settings, claims)
 
 
 def popup_maker(rng: random.Random, headers: dict[str, str], touched: list[str]) -> Make:

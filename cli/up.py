@@ -107,6 +107,9 @@ def platform_children(settings: Settings, env: dict[str, str], with_dagster: boo
                 python, "-m", "uvicorn", "api.main:create_app", "--factory",
                 "--host", settings.api_host, "--port", str(settings.api_port),
                 "--workers", str(max(1, os.cpu_count() or 1)), "--no-access-log",
+                # Client addresses (login throttle, audit log) from X-Forwarded-For, but
+                # only when the peer is one of the configured reverse proxies.
+                "--proxy-headers", "--forwarded-allow-ips", settings.trusted_proxies,
             ],
             f"{api}/api/docs",
             f"{api}/api/health",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -31,8 +32,12 @@ class Settings(BaseSettings):
     jwt_secret: str | None = Field(None, min_length=32)
     jwt_access_ttl_seconds: int = Field(900, ge=30)
     jwt_refresh_ttl_seconds: int = Field(7 * 24 * 3600, ge=60)
+    # Login throttle (docs/security.md): failures per username+address pair, per address, and
+    # the cap of the per-username back-off.
     login_max_failures: int = Field(5, ge=1)
     login_window_seconds: int = Field(900, ge=1)
+    login_max_failures_per_address: int = Field(100, ge=1)
+    login_backoff_max_seconds: int = Field(300, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
 
     # SoftPhone integration: webhook HMAC secret and a read-only service key for the pop-up.
@@ -51,6 +56,8 @@ class Settings(BaseSettings):
 
     # Processes started by `numbase up`.
     api_host: str = "127.0.0.1"
+    # Peers whose X-Forwarded-For uvicorn believes (comma-separated IPs/CIDRs, or *).
+    trusted_proxies: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     dagster_port: int = Field(3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -74,6 +81,19 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not an ISO 3166 region phonenumbers knows")
         return region
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        # uvicorn silently treats a malformed entry as a literal that never matches.
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        if items != ["*"]:
+            for item in items:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is not an IP address or network") from None
+        return ",".join(items)
 
     @field_validator("sftp_key_file")
     @classmethod

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -40,7 +40,8 @@ NUMBER_STATUSES = ("new", "in_progress", "success", "failed", "no_answer")
 JOB_TYPES = ("import", "export")
 JOB_STATUSES = ("pending", "running", "completed", "failed")
 CALL_EVENT_TYPES = ("call_started", "call_ended", "call_result")
-TOKEN_TYPES = ("access", "refresh")
+# "family": a whole login session (every token rotated from one login), revoked by family id.
+TOKEN_TYPES = ("access", "refresh", "family")
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -78,6 +79,16 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(50), nullable=False, server_default="manager")
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     last_login_at: Mapped[dt.datetime | None] = mapped_column(TZ)
+    # Every token carries the epoch it was issued in and is valid only while it is current.
+    # The numbase_bump_token_epoch() trigger increments it whenever the password hash or the
+    # active flag changes, by any writer (API, CLI, SQL): that ends every earlier session, and
+    # re-activation revives none (docs/security.md).
+    token_epoch: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    # Addresses of the latest successful logins (newest first, a few): a login from one of them
+    # is a "known-good pair" that the per-username back-off never delays (api/login_throttle.py).
+    known_addresses: Mapped[list[str]] = mapped_column(
+        ARRAY(INET), nullable=False, server_default=text("'{}'")
+    )
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 
@@ -357,7 +368,8 @@ class CallEvent(Base):
 
 
 class RevokedToken(Base):
-    """Logged-out and rotated JWTs, by jti, until they would have expired anyway."""
+    """Logged-out and rotated JWTs by jti, and ended sessions by family id (token_type
+    "family"), each until every token it covers would have expired anyway."""
 
     __tablename__ = "revoked_tokens"
     __table_args__ = (
@@ -373,7 +385,9 @@ class RevokedToken(Base):
 
 
 class LoginFailure(Base):
-    """Failed logins, counted per username and per address to throttle guessing."""
+    """Login attempts being verified or failed, counted per username+address pair, per address
+    and per username to throttle guessing (api/login_throttle.py). A row is written before
+    the password is checked, under a lock, and deleted again when the password was right."""
 
     __tablename__ = "login_failures"
     __table_args__ = (

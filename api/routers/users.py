@@ -1,7 +1,8 @@
 """Users (admin only): list, create, read, update role/active/email/password, deactivate.
 
 An admin cannot deactivate or demote themselves, so there is always at least one active admin
-and nobody locks themselves out by accident."""
+and nobody locks themselves out by accident. Setting a password or changing `is_active` ends
+every session the user had (the schema moves users.token_epoch; docs/security.md)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.users import Password
+
 
 class LoginIn(BaseModel):
     username: str = Field(min_length=1, max_length=150)
@@ -16,6 +18,13 @@ class RefreshIn(BaseModel):
 
 class LogoutIn(BaseModel):
     refresh: str | None = Field(None, max_length=4096, description="also revoke this refresh token")
+
+
+class PasswordChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: Password
 
 
 class TokenPair(BaseModel):

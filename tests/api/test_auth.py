@@ -112,6 +112,8 @@ def test_missing_expired_tampered_tokens_are_401(client, factory, settings) -> N
             "sub": str(user.id),
             "role": "manager",
             "type": "access",
+            "epoch": 0,
+            "fam": "f",
             "exp": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5),
         },
         settings.jwt_secret,

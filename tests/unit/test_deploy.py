@@ -1,33 +1,44 @@
 """docker-compose.yml cannot be started here (no Docker engine), so it is checked statically:
-its shape, healthchecks, that every command exists in the installed package, and that no secret
-is baked into the image or the compose file."""
+its shape, healthchecks, that every command exists in the installed package, that no secret
+is baked into the image or the compose file, and that only the authenticating proxy (and SFTP)
+publish ports. Where nginx is installed, the proxy's config is checked by nginx itself
+(tests/security/test_proxy.py also runs it in front of the API)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from models.settings import ENV_PREFIX, Settings
+from cli.up import platform_children
+from models.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from tests.security.live import nginx_main_conf
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 EXPECTED = {
     "postgres", "sftp", "migrate", "code-location", "dagster-webserver", "dagster-daemon", "api",
+    "proxy",
 }  # fmt: skip
+THIRD_PARTY = {"postgres", "sftp", "proxy"}
+NUMBASE_SERVICES = EXPECTED - THIRD_PARTY
 LONG_RUNNING = EXPECTED - {"migrate"}
 BIN = Path(sys.executable).parent
+NGINX_CONF = ROOT / "deploy" / "nginx" / "numbase.conf"
 
 
 def test_services_and_images() -> None:
     assert set(SERVICES) == EXPECTED
     assert SERVICES["postgres"]["image"].startswith("postgres:16")
-    for name in EXPECTED - {"postgres", "sftp"}:
+    assert SERVICES["proxy"]["image"].startswith("nginx:")
+    for name in NUMBASE_SERVICES:
         assert SERVICES[name]["image"] == "numbase:latest" and SERVICES[name]["build"] == "."
         assert SERVICES[name]["env_file"] == ".env"
 
@@ -49,14 +60,16 @@ def test_dependencies_wait_for_health_and_migrations() -> None:
     declared = set(COMPOSE["volumes"])
     for service in SERVICES.values():
         for volume in service.get("volumes", []):
-            assert volume.split(":")[0] in declared
+            source = volume.split(":")[0]
+            if source.startswith("./"):  # a bind mount of a shipped file
+                assert (ROOT / source).is_file(), source
+            else:
+                assert source in declared
 
 
 def _numbase_commands() -> list[list[str]]:
-    commands = [SERVICES[n]["command"] for n in EXPECTED - {"postgres", "sftp"}]
-    commands += [
-        SERVICES[n]["healthcheck"]["test"][1:] for n in LONG_RUNNING - {"postgres", "sftp"}
-    ]
+    commands = [SERVICES[n]["command"] for n in NUMBASE_SERVICES]
+    commands += [SERVICES[n]["healthcheck"]["test"][1:] for n in LONG_RUNNING - THIRD_PARTY]
     return commands
 
 
@@ -127,3 +140,80 @@ def test_dagster_instance_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
     workspace = yaml.safe_load((ROOT / "deploy" / "workspace.yaml").read_text())
     assert workspace["load_from"][0]["grpc_server"]["host"] == "code-location"
+
+
+def test_only_the_proxy_and_sftp_publish_ports() -> None:
+    """PostgreSQL, the API's own port (with /metrics), the Dagster webserver (its GraphQL can
+    launch and cancel runs) and the gRPC server stay inside the compose network."""
+    published = {name for name, service in SERVICES.items() if service.get("ports")}
+    assert published == {"proxy", "sftp"}
+    assert {str(p).split(":")[-1] for p in SERVICES["proxy"]["ports"]} == {"8000", "3000"}
+    for name in ("api", "dagster-webserver"):
+        assert "ports" not in SERVICES[name]
+    cond = {n: d["condition"] for n, d in SERVICES["proxy"]["depends_on"].items()}
+    assert cond == {"api": "service_healthy", "dagster-webserver": "service_healthy"}
+
+
+def test_proxy_serves_the_api_paths_only_and_guards_dagster_with_basic_auth() -> None:
+    mounts = SERVICES["proxy"]["volumes"]
+    assert "./deploy/nginx/numbase.conf:/etc/nginx/conf.d/default.conf:ro" in mounts
+    conf = NGINX_CONF.read_text()
+    api_server, dagster_server = conf.split("server {")[1:]
+    assert "listen 8000;" in api_server and "listen 3000;" in dagster_server
+    assert "location /api/ {" in api_server
+    assert re.search(r"location / \{\s*return 404;", api_server)  # /metrics among others
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in api_server
+    assert "auth_basic " in dagster_server and "auth_basic off" not in conf
+    assert "auth_basic_user_file /run/secrets/dagster_htpasswd;" in dagster_server
+    assert 'proxy_set_header Authorization "";' in dagster_server
+    assert SERVICES["proxy"]["secrets"] == ["dagster_htpasswd"]
+    assert COMPOSE["secrets"]["dagster_htpasswd"]["file"] == "./deploy/dagster.htpasswd"
+
+
+def test_the_dagster_password_file_is_never_committed() -> None:
+    assert "deploy/dagster.htpasswd" in (ROOT / ".gitignore").read_text().splitlines()
+    tracked = subprocess.run(
+        ["git", "ls-files", "deploy"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert not [f for f in tracked if "htpasswd" in f]
+
+
+def test_api_believes_forwarded_for_from_the_proxy_only() -> None:
+    proxy_ip = SERVICES["proxy"]["networks"]["default"]["ipv4_address"]
+    subnet = COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy_ip) in ipaddress.ip_network(subnet)
+    command = SERVICES["api"]["command"]
+    assert "--proxy-headers" in command
+    assert command[command.index("--forwarded-allow-ips") + 1] == proxy_ip
+    assert SERVICES["api"]["environment"]["NUMBASE_TRUSTED_PROXIES"] == proxy_ip
+    assert load_settings(trusted_proxies=proxy_ip).trusted_proxies == proxy_ip
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cmd = next(line for line in dockerfile.splitlines() if line.startswith("CMD"))
+    assert "--proxy-headers" in cmd and "--forwarded-allow-ips" in cmd
+    assert "NUMBASE_TRUSTED_PROXIES" in cmd
+
+
+def test_numbase_up_runs_uvicorn_with_the_trusted_proxies(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, trusted_proxies="10.0.0.0/8, 192.0.2.7")
+    api = next(c for c in platform_children(settings, {}, with_dagster=False) if c.name == "API")
+    assert "--proxy-headers" in api.argv
+    assert api.argv[api.argv.index("--forwarded-allow-ips") + 1] == "10.0.0.0/8,192.0.2.7"
+
+
+@pytest.mark.parametrize("value", ["proxy.example.com", "10.0.0.300", "10.0.0.0/33", "1.2.3.4, x"])
+def test_malformed_trusted_proxies_stop_the_start(value: str) -> None:
+    """uvicorn would take a typo for a literal that never matches, silently."""
+    with pytest.raises(SettingsError, match="NUMBASE_TRUSTED_PROXIES"):
+        load_settings(trusted_proxies=value)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed here")
+def test_nginx_accepts_the_shipped_config(tmp_path: Path) -> None:
+    """`nginx -t` on the shipped file, included as the official image includes it."""
+    main = tmp_path / "nginx.conf"
+    main.write_text(nginx_main_conf(tmp_path, NGINX_CONF))
+    result = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(main)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
