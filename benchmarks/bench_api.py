@@ -1,6 +1,6 @@
 """Numbers API latency over HTTP on the 10,000,000-number base (issue 4).
 
-    .venv/bin/python -m benchmarks.bench_api [--url postgresql://...] [--requests 200]
+    .venv/bin/python -m benchmarks.bench_api [--url postgresql://...] [--requests 200] [--pgbouncer]
 
 Builds the base if needed (benchmarks/base.py), copies it into a scratch database (so the
 bulk update cannot disturb the base other benchmarks read, and a `CREATE DATABASE ... TEMPLATE`
@@ -114,12 +114,13 @@ def base_phone(g: int) -> str:
     return "+79" + str(g * 387420489 % 1_000_000_000).zfill(9)
 
 
-def run(db_url: str, requests: int) -> list[str]:
-    out: list[str] = []
+def run(db_url: str, requests: int, api_db_url: str | None = None) -> dict[str, tuple]:
+    """Measure every path; api_db_url is where the API connects (default db_url: direct).
+    Returns {path: (p50 ms, p95 ms)} plus the bulk update and export timings."""
+    figures: dict[str, tuple] = {}
 
     def say(line: str) -> None:
         print(line, flush=True)
-        out.append(line)
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         deep_id = conn.execute(
@@ -148,7 +149,10 @@ def run(db_url: str, requests: int) -> list[str]:
     log = ROOT / ".numbase" / "bench-api-uvicorn.log"
     username = create_admin(db_url)
     proc = start_api(
-        db_url, port, log, env={"NUMBASE_JWT_SECRET": JWT_SECRET, "NUMBASE_LOG_LEVEL": "WARNING"}
+        api_db_url or db_url,
+        port,
+        log,
+        env={"NUMBASE_JWT_SECRET": JWT_SECRET, "NUMBASE_LOG_LEVEL": "WARNING"},
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -165,6 +169,7 @@ def run(db_url: str, requests: int) -> list[str]:
 
             def row(name: str, p50: float, p95: float, aim: float) -> None:
                 ok = "ok" if p95 < aim else "MISSED"
+                figures[name.strip()] = (p50, p95)
                 say(f"  {name:<34} p50 {p50:7.2f}   p95 {p95:7.2f}   (aim p95 < {aim:g}: {ok})")
 
             def one_page(body: dict) -> None:
@@ -235,6 +240,7 @@ def run(db_url: str, requests: int) -> list[str]:
             )
             seconds = time.perf_counter() - t
             body = resp.json()
+            figures["bulk-update 100k rows (s)"] = (seconds,)
             ok = "ok" if seconds < 3 else "MISSED"
             say(
                 f"bulk-update of {body['updated']:,} rows (ids, status): {seconds:.2f} s "
@@ -273,6 +279,7 @@ def run(db_url: str, requests: int) -> list[str]:
             done.set()
             sampler.join()
             rows = lines - 1
+            figures["export rows/s"] = (rows / seconds,)
             say(
                 f"export of {rows:,} rows ({size / 2**20:.0f} MiB CSV): {seconds:.2f} s, "
                 f"{rows / seconds:,.0f} rows/s; server RSS {before / 1024:.0f} MiB before, "
@@ -280,7 +287,19 @@ def run(db_url: str, requests: int) -> list[str]:
             )
     finally:
         stop_api(proc)
-    return out
+    return figures
+
+
+def compare(direct: dict[str, tuple], pooled: dict[str, tuple]) -> None:
+    """The same paths direct and through pgbouncer: p50/p95 (or one figure) and their ratio."""
+    print("\ndirect vs through pgbouncer (transaction pooling), same run:")
+    for name, d in direct.items():
+        p = pooled[name]
+        cells = "   ".join(
+            f"{a:9.2f} -> {b:9.2f} ({b / a:4.2f}x)" if a else f"{a} -> {b}"
+            for a, b in zip(d, p, strict=True)
+        )
+        print(f"  {name:<34} {cells}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--keep-copy", action="store_true", help="keep the scratch database")
     parser.add_argument("--in-place", action="store_true", help="run on the base, no copy")
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="run every path twice: API direct, then through a local pgbouncer (transaction "
+        "pooling), and print the ratios",
+    )
     args = parser.parse_args(argv)
     with bench_server(args.url) as server_url:
         base_url = database_url(server_url, BENCH_DATABASE)
@@ -301,7 +326,14 @@ def main(argv: list[str] | None = None) -> int:
             print("the base is in use, cannot copy it: running on the base itself")
             db_url = base_url
         try:
-            run(db_url, args.requests)
+            direct = run(db_url, args.requests)
+            if args.pgbouncer:
+                from models.pgbouncer import LocalPgBouncer
+
+                with LocalPgBouncer(server_url) as bouncer:
+                    print("\n== the same through pgbouncer", flush=True)
+                    pooled = run(db_url, args.requests, bouncer.url(db_url.rsplit("/", 1)[1]))
+                compare(direct, pooled)
         finally:
             if db_url != base_url and not args.keep_copy:
                 drop_database(server_url, RUN_DATABASE)

@@ -30,11 +30,21 @@ PYTHON_LOGS = {
 }
 
 
-def storage_config(database_url: str, schema: str = DAGSTER_SCHEMA) -> dict[str, object]:
-    """The `postgres_db` block dagster-postgres wants for this URL."""
+def storage_config(
+    database_url: str, schema: str = DAGSTER_SCHEMA, *, send_search_path: bool = True
+) -> dict[str, object]:
+    """The `postgres_db` block dagster-postgres wants for this URL.
+
+    Dagster keeps its tables in `schema` by sending `options=-csearch_path=...` at connect time.
+    A pooler such as pgbouncer cannot pass that on: with send_search_path=False the URL must
+    name a database (e.g. a pgbouncer alias with `connect_query`) whose connections already
+    use the schema."""
     parts = urlsplit(libpq_url(database_url))
     if not parts.hostname or not parts.path.strip("/"):
         raise ValueError(f"database URL needs a host and a database name: {database_url}")
+    params = {"application_name": "dagster"}
+    if send_search_path:
+        params["options"] = f"-csearch_path={schema}"
     db: dict[str, object] = {
         "username": unquote(parts.username or "postgres"),
         "hostname": parts.hostname,
@@ -43,7 +53,7 @@ def storage_config(database_url: str, schema: str = DAGSTER_SCHEMA) -> dict[str,
         # SQLAlchemy 2.1 maps postgresql:// to psycopg 3, which breaks dagster-postgres's
         # NOTIFY (STACK-NOTES): pin the psycopg2 driver.
         "scheme": "postgresql+psycopg2",
-        "params": {"options": f"-csearch_path={schema}", "application_name": "dagster"},
+        "params": params,
     }
     if parts.password:
         db["password"] = unquote(parts.password)
