@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 EXPECTED = {
-    "postgres", "sftp", "migrate", "code-location", "dagster-webserver", "dagster-daemon", "api",
-    "proxy",
+    "postgres", "pgbouncer", "sftp", "migrate", "code-location", "dagster-webserver",
+    "dagster-daemon", "api", "proxy",
 }  # fmt: skip
-THIRD_PARTY = {"postgres", "sftp", "proxy"}
+THIRD_PARTY = {"postgres", "pgbouncer", "sftp", "proxy"}
 NUMBASE_SERVICES = EXPECTED - THIRD_PARTY
 LONG_RUNNING = EXPECTED - {"migrate"}
 BIN = Path(sys.executable).parent
@@ -51,7 +51,8 @@ def test_every_long_running_service_has_a_healthcheck(name: str) -> None:
 
 
 def test_dependencies_wait_for_health_and_migrations() -> None:
-    assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert SERVICES["migrate"]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
+    assert SERVICES["pgbouncer"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("api", "code-location"):
         cond = SERVICES[name]["depends_on"]["migrate"]["condition"]
         assert cond == "service_completed_successfully"
@@ -217,3 +218,78 @@ def test_nginx_accepts_the_shipped_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+
+
+PGBOUNCER_INI = ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini"
+
+
+def test_every_numbase_process_reaches_postgres_through_pgbouncer() -> None:
+    """The plan's pooler: the API, migrations, loader, sensors, runs and dbt as `numbase`,
+    Dagster's storage as the alias that sets its search_path (no `options` parameter, which
+    pgbouncer refuses)."""
+    env = COMPOSE["x-numbase"]["environment"]
+    assert "@pgbouncer:6432/numbase" in env["NUMBASE_DATABASE_URL"]
+    assert (env["NUMBASE_PG_HOST"], env["NUMBASE_PG_PORT"]) == ("pgbouncer", "6432")
+    ini = PGBOUNCER_INI.read_text()
+    assert re.search(r"^pool_mode = transaction$", ini, re.M)
+    alias = re.search(
+        rf"^{env['NUMBASE_PG_DB']} = .*connect_query='SET search_path = dagster'", ini, re.M
+    )
+    assert alias, "deploy/dagster.yaml's database must be the pgbouncer alias with search_path"
+    storage = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    assert "params" not in storage["storage"]["postgres"]["postgres_db"]
+    assert "POSTGRES_PASSWORD" not in (ROOT / "deploy" / "pgbouncer" / "Dockerfile").read_text()
+
+
+@pytest.mark.skipif(
+    not Path("/usr/sbin/pgbouncer").exists(), reason="pgbouncer is not installed (.ci/run does)"
+)
+def test_shipped_pgbouncer_config_runs_for_real(server_url: str, database_url: str) -> None:
+    """deploy/pgbouncer/pgbouncer.ini with only addresses and paths changed, run by Debian's
+    pgbouncer in front of the test server: SCRAM with the userlist the entrypoint writes, the
+    Dagster alias lands in schema dagster, a wrong password is refused."""
+    import os
+    import pwd
+    import tempfile
+    import time
+
+    import psycopg
+
+    from models.pgbouncer import _free_port, _port_open
+
+    upstream = psycopg.conninfo.conninfo_to_dict(server_url)
+    db = database_url.rsplit("/", 1)[1]
+    port = _free_port()
+    work = Path(tempfile.mkdtemp(prefix="numbase-pgb-deploy-"))
+    ini = PGBOUNCER_INI.read_text()
+    ini = ini.replace("host=postgres port=5432 dbname=numbase",
+                      f"host=127.0.0.1 port={upstream['port']} dbname={db}")  # fmt: skip
+    ini = ini.replace("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+    ini = ini.replace("listen_port = 6432", f"listen_port = {port}")
+    ini = ini.replace("/run/pgbouncer", str(work))
+    (work / "numbase.ini").write_text(ini + f"logfile = {work / 'log'}\n")
+    (work / "userlist.txt").write_text('"postgres" "deploy-test-password"\n')
+    cmd = ["/usr/sbin/pgbouncer"]
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        for path in (work, *work.iterdir()):
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        cmd += ["-u", "nobody"]
+    proc = subprocess.Popen([*cmd, str(work / "numbase.ini")], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not _port_open(port):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "pgbouncer did not open its port"
+            time.sleep(0.05)
+        url = f"postgresql://postgres:deploy-test-password@127.0.0.1:{port}"
+        with psycopg.connect(f"{url}/numbase_dagster", prepare_threshold=None) as conn:
+            assert conn.execute("SHOW search_path").fetchone() == ("dagster",)
+        with psycopg.connect(f"{url}/numbase", prepare_threshold=None) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == (db,)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(f"postgresql://postgres:wrong@127.0.0.1:{port}/numbase").close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
