@@ -49,12 +49,17 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class CsvInputError(ValueError):
-    """The CSV cannot be read (strict mode); ``line`` is where, ``reason`` says why."""
+    """The CSV cannot be read (strict mode); ``line`` is where, ``reason`` says why.
 
-    def __init__(self, line: int, reason: str) -> None:
+    ``undecodable`` tells a wrong encoding (the caller may retry with another) from a
+    broken file.
+    """
+
+    def __init__(self, line: int, reason: str, *, undecodable: bool = False) -> None:
         super().__init__(f"line {line}: {reason}")
         self.line = line
         self.reason = reason
+        self.undecodable = undecodable
 
 
 def _mark(exc: UnicodeError) -> tuple[str, int]:
@@ -133,7 +138,7 @@ def _line_problem(line: str, encoding: str) -> str | None:
 def check_line(line: str, number: int, encoding: str) -> None:
     """Raise CsvInputError if one physical line (e.g. a header) holds NUL or bad bytes."""
     if problem := _line_problem(line, encoding):
-        raise CsvInputError(number, problem)
+        raise CsvInputError(number, problem, undecodable=problem is not _NUL)
 
 
 def read_records(
@@ -185,7 +190,7 @@ def read_records(
             reason, shown = bad[0]
             bad.clear()
             if strict and reason is not _NUL:
-                raise CsvInputError(start, reason)
+                raise CsvInputError(start, reason, undecodable=True)
             yield start, Unreadable(reason, shown)
         else:
             yield start, row
