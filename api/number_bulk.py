@@ -215,6 +215,7 @@ def _csv_chunks(raw: IO[bytes], encoding: str) -> Iterator[RowChunk]:
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # Excel's BOM
     raw.seek(0)
+    clean = csv_rows.is_clean(raw, encoding)
     text = csv_rows.open_text(raw, encoding)
     header_line = text.readline(csv_rows.MAX_CELL + 1)  # bounded: a 1 GB "line" is no header
     if not header_line.strip():
@@ -235,7 +236,9 @@ def _csv_chunks(raw: IO[bytes], encoding: str) -> Iterator[RowChunk]:
             f"no phone column in the header {names!r}; name it one of: {', '.join(PHONE_COLUMNS)}"
         )
     extra = [(i, n) for i, n in enumerate(names) if i != phone_col and n]
-    records = csv_rows.read_records(text, delimiter, encoding=named, first_line=2, strict=True)
+    records = csv_rows.read_records(
+        text, delimiter, encoding=named, first_line=2, strict=True, clean=clean
+    )
     phones: list[object] = []
     lines: list[int] = []
     attrs: list[dict[str, Any] | None] = []

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from models.bulk import RowChunk
-from models.csv_rows import check_sample, detect_encoding, open_text, read_records
+from models.csv_rows import check_sample, detect_encoding, is_clean, open_text, read_records
 from models.phones import InvalidPhone, Unreadable, normalize_phone
 
 CHUNK_ROWS = 50_000
@@ -260,8 +260,10 @@ def _csv_chunks(
     text = sample.decode(encoding, errors="replace")
     _check_text(text)
     delimiter = detect_delimiter(text)
-    with path.open("rb") as raw_fh, open_text(raw_fh, encoding) as fh:
-        rows = read_records(fh, delimiter, encoding=encoding)
+    with path.open("rb") as raw_fh:
+        clean = is_clean(raw_fh, encoding)
+        fh = open_text(raw_fh, encoding)
+        rows = read_records(fh, delimiter, encoding=encoding, clean=clean)
         try:
             first_line, first = next(rows)
             while type(first) is not Unreadable and not any(c.strip() for c in first):
