@@ -17,6 +17,11 @@ Speed: the per-line checks cost a Python step per line (about half the parse tim
 ``is_clean`` first scans the bytes in C-speed blocks (decode + NUL search); a clean file, the
 usual case, is then read straight through the csv module with only its cell limit checked.
 
+Past ``MAX_UNREADABLE`` (1,000) broken rows the whole file is refused instead: that many
+means the file, not a row, is broken - e.g. a CP1251 export whose first 64 KiB (where the
+encoding is guessed) happened to be plain ASCII - and rejecting its rows one by one would
+import a fraction of it.
+
 An over-long cell is usually an unclosed quote that swallowed the lines after it: the csv
 module stops at ``MAX_CELL`` characters and resumes at the next physical line, so the
 reject names the whole span of lines it consumed; nothing in between is imported.
@@ -46,6 +51,7 @@ __all__ = [
 
 MAX_CELL = 128 * 1024  # 131,072: the csv module's default field limit, kept explicit
 _SHOWN = 200  # characters of a broken row shown in a reject report
+MAX_UNREADABLE = 1000  # broken rows rejected one by one; one more refuses the whole file
 _ERRORS = "numbase.unreadable"  # codec error handler: see _mark
 # Codecs that decode bytes to text but not one character per character as written.
 _NOT_CHARSETS = frozenset(
@@ -171,10 +177,13 @@ def read_records(
     first_line: int = 1,
     strict: bool = False,
     clean: bool = False,
+    max_unreadable: int = MAX_UNREADABLE,
 ) -> Iterator[tuple[int, list[str] | Unreadable]]:
     """``(first physical line, fields or Unreadable)`` per CSV record (see the module doc).
 
-    ``clean=True`` (``is_clean`` said so) skips the per-line NUL and decoding checks.
+    ``clean=True`` (``is_clean`` said so) skips the per-line NUL and decoding checks. More
+    than ``max_unreadable`` broken rows raise ``CsvInputError``: past a few, it is the file
+    (a wrong encoding guess, binary data) that is broken, not its rows.
     """
     bad: list[tuple[str, str]] = []  # (reason, shown text) of the record being read
     first: list[str | None] = [None]  # the record's first line, shown if the csv module gives up
@@ -192,7 +201,9 @@ def read_records(
     csv.field_size_limit(MAX_CELL)
     reader = csv.reader(text if clean else lines(), delimiter=delimiter)
     start = first_line
+    unreadable = 0
     while True:
+        broken: Unreadable | None = None
         try:
             row = next(reader)
         except StopIteration:
@@ -206,19 +217,25 @@ def read_records(
                 reason = f"malformed CSV ({span}): {exc}"
             if strict:
                 raise CsvInputError(start, reason) from None
-            shown = bad[0][1] if bad else _shown(first[0] or "")
-            bad.clear()
-            first[0] = None
-            yield start, Unreadable(reason, shown)
-            start = end + 1
-            continue
-        if bad:
-            reason, shown = bad[0]
-            bad.clear()
-            if strict and reason is not _NUL:
-                raise CsvInputError(start, reason, undecodable=True)
-            yield start, Unreadable(reason, shown)
+            broken = Unreadable(reason, bad[0][1] if bad else _shown(first[0] or ""))
+            next_start = end + 1
         else:
-            yield start, row
-        start = first_line + reader.line_num
+            if bad:
+                if strict and bad[0][0] is not _NUL:
+                    raise CsvInputError(start, bad[0][0], undecodable=True)
+                broken = Unreadable(*bad[0])
+            next_start = first_line + reader.line_num
+        bad.clear()
         first[0] = None
+        if broken is None:
+            yield start, row
+        else:
+            unreadable += 1
+            if unreadable > max_unreadable:
+                raise CsvInputError(
+                    start,
+                    f"more than {max_unreadable} rows cannot be read (this one: {broken.reason}): "
+                    f"the file is not clean {encoding} text; nothing was imported",
+                )
+            yield start, broken
+        start = next_start

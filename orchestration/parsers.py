@@ -6,7 +6,7 @@ newlines) are handled by the csv module; rows stream in chunks of `chunk_rows`, 
 not depend on the file size. The text rules live in models/csv_rows.py: a record with a NUL
 byte, bytes that are not valid in the detected encoding, or a cell over 131,072 characters is
 rejected alone (its line and reason in the rejects report) and the rest of the file loads; a
-first row (the header) that cannot be read refuses the file.
+first row (the header) that cannot be read, or more than 1,000 broken rows, refuse the file.
 
 XLSX/XLS: the first sheet through python-calamine, after a zip-bomb check for XLSX. The phone
 column is found by a column map, else a header alias (English/Russian), else a header-less
@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from models.bulk import RowChunk
-from models.csv_rows import check_sample, detect_encoding, is_clean, open_text, read_records
+from models.csv_rows import (
+    CsvInputError,
+    check_sample,
+    detect_encoding,
+    is_clean,
+    open_text,
+    read_records,
+)
 from models.phones import InvalidPhone, Unreadable, normalize_phone
 
 CHUNK_ROWS = 50_000
@@ -280,7 +287,10 @@ def _csv_chunks(
         layout = find_layout(first, column_map, region)
         if not layout.header_row:
             rows = _prepend((first_line, first), rows)
-        yield from _chunked_rows(rows, layout, chunk_rows)
+        try:
+            yield from _chunked_rows(rows, layout, chunk_rows)
+        except CsvInputError as exc:  # too many broken rows: the load rolls back
+            raise ParseError(str(exc)) from None
 
 
 def _prepend(first: tuple[int, list[Any]], rest: Iterator[tuple[int, list[Any]]]) -> Iterator:

@@ -168,3 +168,17 @@ def test_utf16_without_a_bom_is_still_refused_as_binary(tmp_path: Path) -> None:
     f.write_bytes("phone\n89161234567\n".encode("utf-16-le") * 50)
     with pytest.raises(ParseError, match="binary data.*byte-order mark"):
         _rows(f)
+
+
+def test_many_broken_rows_refuse_the_file(tmp_path: Path) -> None:
+    # A CP1251 export whose first 64 KiB are plain ASCII: guessed UTF-8, then every Cyrillic
+    # row fails to decode. Past 1,000 such rows it is the guess, not the rows, that is wrong.
+    head = b"phone,name\n" + b"".join(b"8916%07d,ivan\n" % i for i in range(4000))
+    tail = b"".join(f"8926{i:07d},Иван\n".encode("cp1251") for i in range(1001))
+    f = tmp_path / "mixed.csv"
+    f.write_bytes(head + tail)
+    with pytest.raises(ParseError, match="more than 1000 rows cannot be read .*not valid utf-8"):
+        _rows(f)
+    f.write_bytes(head + tail[: tail.index(b"89260001000")])  # 1,000 broken rows: rejected
+    phones, _, _ = _rows(f)
+    assert len(phones) == 5000 and len(_reasons(phones)) == 1000

@@ -112,3 +112,23 @@ def test_xlsx_numeric_cells_are_exact_and_text_notation_is_checked(
 
     assert _stored(harness, project.id) == {"+79161234567", "+79161234568"}
     assert [(r[0], r[2]) for r in report[1:]] == [("4", LOST_DIGITS)]
+
+
+def test_too_many_broken_rows_refuse_the_whole_file(harness: Harness, factory):
+    project = factory.project(code="mix")
+    factory.provider(code=f"lead{project.id}")
+    head = b"phone,name\n" + b"".join(b"+7916%07d,ivan\n" % i for i in range(4000))
+    tail = b"".join(f"+7926{i:07d},Иван\n".encode("cp1251") for i in range(1500))
+    path = f"inbox/mix/lead{project.id}/mixed.csv"
+    harness.upload(path, head + tail)
+    requests = []
+    for _ in range(3):
+        requests = harness.tick(sftp_inbox_sensor).run_requests
+        if requests:
+            break
+    result = harness.execute(requests[0])
+    assert not result.success
+    assert harness.count(project.id) == 0  # whole file or nothing
+    job = harness.job(int(requests[0].tags["numbase/sftp_job_id"]))
+    assert job["status"] == "failed" and "more than 1000 rows cannot be read" in job["error_log"]
+    assert not harness.exists(path)  # moved to rejected/ with the reason beside it
