@@ -217,7 +217,11 @@ def _csv_chunks(raw: IO[bytes], encoding: str) -> Iterator[RowChunk]:
     raw.seek(0)
     clean = csv_rows.is_clean(raw, encoding)
     text = csv_rows.open_text(raw, encoding)
-    header_line = text.readline(csv_rows.MAX_CELL + 1)  # bounded: a 1 GB "line" is no header
+    try:
+        header_line = text.readline(csv_rows.MAX_CELL + 1)  # bounded: a 1 GB "line" is no header
+    except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+        message = f"line 1: not {named} text ({exc}); pass the file's `encoding`"
+        raise BulkLoadError(message) from None
     if not header_line.strip():
         raise BulkLoadError("the file is empty; expected a header line with a phone column")
     if len(header_line) > csv_rows.MAX_CELL:

@@ -134,7 +134,7 @@ def is_clean(raw: IO[bytes], encoding: str, block: int = 1 << 20) -> bool:
             if "\x00" in decoder.decode(chunk):
                 return False
         decoder.decode(b"", final=True)  # a multi-byte sequence cut off at the end
-    except UnicodeDecodeError:
+    except UnicodeError:  # UnicodeDecodeError, or e.g. UTF-16 without a byte-order mark
         return False
     finally:
         raw.seek(start)
@@ -208,6 +208,10 @@ def read_records(
             row = next(reader)
         except StopIteration:
             return
+        except UnicodeDecodeError:  # only if a decoder ignores the error handler
+            raise CsvInputError(start, f"not valid {encoding} text", undecodable=True) from None
+        except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM": fatal
+            raise CsvInputError(start, f"not {encoding} text: {exc}", undecodable=True) from None
         except csv.Error as exc:
             end = first_line - 1 + reader.line_num
             span = f"line {start}" if end == start else f"lines {start}-{end}"

@@ -275,21 +275,20 @@ def _csv_chunks(
             first_line, first = next(rows)
             while type(first) is not Unreadable and not any(c.strip() for c in first):
                 first_line, first = next(rows)  # leading blank lines
+            if type(first) is Unreadable:
+                # Without the first row there is no telling header from data or which column
+                # holds the phone: refuse rather than guess.
+                raise ParseError(
+                    f"line {first_line}: {first.reason}; the first row (the header, or the "
+                    "first number of a file without one) must be readable"
+                )
+            layout = find_layout(first, column_map, region)
+            if not layout.header_row:
+                rows = _prepend((first_line, first), rows)
+            yield from _chunked_rows(rows, layout, chunk_rows)
         except StopIteration:
             raise ParseError("empty file: no rows") from None
-        if type(first) is Unreadable:
-            # Without the first row there is no telling header from data or which column
-            # holds the phone: refuse rather than guess.
-            raise ParseError(
-                f"line {first_line}: {first.reason}; the first row (the header, or the first "
-                "number of a file without one) must be readable"
-            )
-        layout = find_layout(first, column_map, region)
-        if not layout.header_row:
-            rows = _prepend((first_line, first), rows)
-        try:
-            yield from _chunked_rows(rows, layout, chunk_rows)
-        except CsvInputError as exc:  # too many broken rows: the load rolls back
+        except CsvInputError as exc:  # the file as a whole cannot be read: the load rolls back
             raise ParseError(str(exc)) from None
 
 

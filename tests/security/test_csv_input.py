@@ -98,3 +98,16 @@ def test_a_header_with_a_nul_is_a_400(upload, session) -> None:
     resp = upload(b"pho\x00ne\n89161234567\n")
     assert resp.status_code == 400 and "line 1: contains a NUL byte" in resp.json()["file"][0]
     _unchanged(session)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_a_codec_refusing_the_whole_stream_is_a_400_on_file(upload, session, encoding) -> None:
+    # Python's utf-16/utf-32 decoders refuse a stream without a byte-order mark outright.
+    resp = upload("phone\n89161234567\n".encode("utf-16-le"), encoding=encoding)
+    assert resp.status_code == 400, resp.text
+    assert (
+        resp.json()["file"][0].startswith("line 1: not") and "`encoding`" in resp.json()["file"][0]
+    )
+    _unchanged(session)
+    ok = upload("phone\n89161234567\n".encode(encoding), encoding=encoding)  # with its BOM
+    assert ok.status_code == 200 and ok.json()["inserted"] == 1, ok.text
