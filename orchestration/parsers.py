@@ -35,7 +35,7 @@ from models.csv_rows import (
     open_text,
     read_records,
 )
-from models.phones import InvalidPhone, Unreadable, normalize_phone
+from models.phones import LOST_DIGITS, InvalidPhone, Unreadable, normalize_phone
 
 CHUNK_ROWS = 50_000
 SAMPLE_BYTES = 64 * 1024
@@ -149,7 +149,10 @@ def find_layout(first_row: list[Any], column_map: Mapping[str, Any], region: str
     for i, cell in enumerate(first_row):
         try:
             normalize_phone(cell, region)  # type: ignore[arg-type]
-        except (InvalidPhone, TypeError):
+        except InvalidPhone as exc:
+            if exc.reason != LOST_DIGITS:  # a number a spreadsheet cut is still the column
+                continue
+        except TypeError:
             continue
         attrs = tuple((j, f"column_{j + 1}") for j in range(len(first_row)) if j != i)
         return Layout(i, attrs, header_row=False)

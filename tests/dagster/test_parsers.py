@@ -182,3 +182,15 @@ def test_many_broken_rows_refuse_the_file(tmp_path: Path) -> None:
     f.write_bytes(head + tail[: tail.index(b"89260001000")])  # 1,000 broken rows: rejected
     phones, _, _ = _rows(f)
     assert len(phones) == 5000 and len(_reasons(phones)) == 1000
+
+
+def test_a_headerless_column_of_cut_numbers_is_the_phone_column(tmp_path: Path) -> None:
+    # Excel's "General" format of a number column: every value lost digits. The column is
+    # still found, so each row is rejected with the reason instead of "no phone column".
+    from models.phones import LOST_DIGITS
+
+    f = tmp_path / "cut.csv"
+    f.write_text("Ivan;Tver;7,91612E+10\nOlga;Tula;7,91613E+10\n")
+    phones, lines, _ = _rows(f)
+    assert phones == ["7,91612E+10", "7,91613E+10"] and lines == [1, 2]
+    assert _reasons(phones) == {0: LOST_DIGITS, 1: LOST_DIGITS}
