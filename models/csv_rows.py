@@ -40,8 +40,10 @@ from models.phones import Unreadable
 
 __all__ = [
     "MAX_CELL",
+    "MAX_UNREADABLE",
     "CsvInputError",
     "check_encoding",
+    "check_line",
     "check_sample",
     "detect_encoding",
     "is_clean",
@@ -53,7 +55,8 @@ MAX_CELL = 128 * 1024  # 131,072: the csv module's default field limit, kept exp
 _SHOWN = 200  # characters of a broken row shown in a reject report
 MAX_UNREADABLE = 1000  # broken rows rejected one by one; one more refuses the whole file
 _ERRORS = "numbase.unreadable"  # codec error handler: see _mark
-# Codecs that decode bytes to text but not one character per character as written.
+# Codecs that decode bytes to text but not one character per character as written
+# (utf-7 even reads "+7916..." as a base64 escape).
 _NOT_CHARSETS = frozenset(
     {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode", "utf-7"}
 )
