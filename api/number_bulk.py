@@ -4,20 +4,23 @@ the COPY bulk loader (models/bulk.py) in the request's own transaction, with one
 CSV: the first line is a header; the delimiter is whichever of `,` `;` tab occurs most in it.
 The phone column is found by name (PHONE_COLUMNS, case-insensitive); every other named column
 becomes an attribute of the number (empty cells left out); cells beyond the header are kept as
-`column_N`. Reject line numbers are the file's line numbers (the header is line 1).
+`column_N`. Reject line numbers are the file's line numbers (the header is line 1). The text
+rules are models/csv_rows.py's: a row with a NUL byte is rejected alone; bytes not valid in
+`encoding`, or a cell over 131,072 characters, refuse the upload with a 400 naming the line
+(the caller chose the encoding and can send again), changing nothing.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 from collections.abc import Iterator
 from typing import IO, Any
 
 import phonenumbers
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -27,6 +30,7 @@ from api.errors import FieldError
 from api.observability import IMPORT_ROWS
 from api.schemas.numbers import BulkCreateIn, BulkCreateOut
 from api.scope import get_project_or_404
+from models import csv_rows
 from models.bulk import BulkLoadError, RowChunk, chunked, load_numbers
 from models.settings import Settings
 
@@ -55,7 +59,15 @@ class CsvForm(BaseModel):
     provider_id: int | None = Field(None, ge=1)
     geo_id: int | None = Field(None, ge=1)
     region: str | None = Field(None, min_length=2, max_length=2)
-    encoding: str = "utf-8"
+    encoding: str = Field("utf-8", max_length=64)
+
+    @field_validator("encoding")
+    @classmethod
+    def _text_encoding(cls, value: str) -> str:
+        try:
+            return csv_rows.check_encoding(value)
+        except ValueError as exc:  # rot13, hex, undefined...: a 400 naming `encoding`
+            raise PydanticCustomError("encoding", str(exc)) from None
 
 
 def _field_errors(exc: ValidationError) -> FieldError:
@@ -199,13 +211,25 @@ def _load(
 
 def _csv_chunks(raw: IO[bytes], encoding: str) -> Iterator[RowChunk]:
     """Stream a CSV upload as RowChunks of at most CSV_CHUNK_ROWS rows (memory stays flat)."""
+    named = encoding  # as the caller gave it, for messages
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # Excel's BOM
     raw.seek(0)
-    text = io.TextIOWrapper(raw, encoding=encoding, newline="")
-    header_line = text.readline()
+    clean = csv_rows.is_clean(raw, encoding)
+    text = csv_rows.open_text(raw, encoding)
+    try:
+        header_line = text.readline(csv_rows.MAX_CELL + 1)  # bounded: a 1 GB "line" is no header
+    except UnicodeError as exc:  # e.g. "UTF-16 stream does not start with BOM"
+        message = f"line 1: not {named} text ({exc}); pass the file's `encoding`"
+        raise BulkLoadError(message) from None
     if not header_line.strip():
         raise BulkLoadError("the file is empty; expected a header line with a phone column")
+    if len(header_line) > csv_rows.MAX_CELL:
+        raise BulkLoadError(f"line 1: the header is longer than {csv_rows.MAX_CELL} characters")
+    try:
+        csv_rows.check_line(header_line, 1, named)
+    except csv_rows.CsvInputError as exc:
+        raise _input_error(exc, named) from None
     delimiter = max((",", ";", "\t"), key=header_line.count)
     header = next(csv.reader([header_line], delimiter=delimiter))
     names = [h.strip() for h in header]
@@ -216,24 +240,37 @@ def _csv_chunks(raw: IO[bytes], encoding: str) -> Iterator[RowChunk]:
             f"no phone column in the header {names!r}; name it one of: {', '.join(PHONE_COLUMNS)}"
         )
     extra = [(i, n) for i, n in enumerate(names) if i != phone_col and n]
-    reader = csv.reader(text, delimiter=delimiter)
-    phones: list[str | None] = []
+    records = csv_rows.read_records(
+        text, delimiter, encoding=named, first_line=2, strict=True, clean=clean
+    )
+    phones: list[object] = []
     lines: list[int] = []
     attrs: list[dict[str, Any] | None] = []
-    line = 1
-    for row in reader:
-        start, line = line + 1, reader.line_num + 1  # reader counts from the header's end
-        if not row or not any(cell.strip() for cell in row):
-            continue  # blank line
-        phones.append(row[phone_col] if phone_col < len(row) else None)
-        lines.append(start)
-        found = {n: row[i] for i, n in extra if i < len(row) and row[i].strip()}
-        for i in range(len(header), len(row)):
-            if row[i].strip():
-                found[f"column_{i + 1}"] = row[i]
-        attrs.append(found or None)
-        if len(phones) >= CSV_CHUNK_ROWS:
-            yield RowChunk(phones, lines, attrs)
-            phones, lines, attrs = [], [], []
+    try:
+        for start, row in records:
+            if not isinstance(row, list):  # a NUL-bearing row: rejected alone, with its reason
+                phones.append(row)
+                lines.append(start)
+                attrs.append(None)
+            elif row and any(cell.strip() for cell in row):  # else a blank line
+                phones.append(row[phone_col] if phone_col < len(row) else None)
+                lines.append(start)
+                found = {n: row[i] for i, n in extra if i < len(row) and row[i].strip()}
+                for i in range(len(header), len(row)):
+                    if row[i].strip():
+                        found[f"column_{i + 1}"] = row[i]
+                attrs.append(found or None)
+            if len(phones) >= CSV_CHUNK_ROWS:
+                yield RowChunk(phones, lines, attrs)
+                phones, lines, attrs = [], [], []
+    except csv_rows.CsvInputError as exc:
+        raise _input_error(exc, named) from None
     if phones:
         yield RowChunk(phones, lines, attrs)
+
+
+def _input_error(exc: csv_rows.CsvInputError, encoding: str) -> BulkLoadError:
+    """-> the loader's error, which the endpoint answers as a 400 on `file`."""
+    if exc.undecodable:
+        return BulkLoadError(f"{exc}; the file is not {encoding}: pass its `encoding`")
+    return BulkLoadError(str(exc))

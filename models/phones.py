@@ -15,12 +15,24 @@ Rules, in order:
 
 1. Input types: ``str``; non-negative ``int``; finite, integral, non-negative ``float``
    (spreadsheets: ``79161234567.0``). ``None``, NaN, ``pandas.NA`` -> "empty". ``bool``
-   and other types -> "unsupported type".
+   and other types -> "unsupported type". An ``Unreadable`` (a row its reader could not
+   decode) -> its own reason, so the loader reports it with its line like any reject.
 2. Separators are deleted: all whitespace (NBSP, thin and zero-width spaces included),
    dashes of every kind, ``( ) [ ] /``, and bidi marks. Nothing left -> "empty".
 3. Spreadsheet floats as text: ``"79161234567.0"`` (digits, one dot, only zeros) drops the
-   fraction; ``"7.9161234567E10"`` is expanded exactly (without going through ``float``).
-   Any other dot is a separator (``916.123.45.67``).
+   fraction; ``"7.9161234567E10"`` (also ``7,9161234567e+10``, with a leading ``+``) is
+   expanded exactly, in text, without going through ``float``. Scientific notation must
+   carry every digit: a mantissa that needs zeros appended to reach the exponent
+   (``7.91612E+10``: 6 digits for an 11-digit number) is what a spreadsheet *displayed*
+   after cutting the digits, and those zeros cannot be told from real ones, so it is
+   rejected (``LOST_DIGITS``), never padded. Any other dot is a separator
+   (``916.123.45.67``).
+
+   Floats versus text: a ``float`` is a numeric cell (calamine reads XLSX numbers as
+   float). Its value is what the workbook stored, and every integer of up to 15 digits is
+   exact in binary64, so an integral float is the number, whatever format the cell was
+   shown in. Only *text* can be a cut-down rendering, so only text is checked for lost
+   digits; ``float("7.91612E+10")`` is never computed here.
 4. One leading ``+`` or a leading ``00`` means international form: the digits must start
    with an assigned country calling code (``phonenumbers.COUNTRY_CODE_TO_REGION_CODE``)
    and keep it: ``"+44 20 7946 0958"`` -> ``"+442079460958"``. More than one ``+``, a
@@ -38,7 +50,8 @@ Rules, in order:
 Reasons (``InvalidPhone.reason`` / the second list): "empty", "contains letters",
 "invalid characters", "multiple '+'", "misplaced '+'", "unknown country code",
 "too few digits", "too many digits", "invalid length", "not an integer",
-"negative number", "not a finite number", "unsupported type".
+"negative number", "not a finite number", "unsupported type", ``LOST_DIGITS``, and
+whatever reason an ``Unreadable`` carries.
 
 The metadata tables are built on first use (~50 ms) and cached per region.
 """
@@ -57,7 +70,9 @@ import phonenumbers
 from phonenumbers import PhoneMetadata
 
 __all__ = [
+    "LOST_DIGITS",
     "InvalidPhone",
+    "Unreadable",
     "normalize_many",
     "normalize_phone",
     "phone_metadata",
@@ -80,6 +95,9 @@ NOT_INTEGER = "not an integer"
 NEGATIVE = "negative number"
 NOT_FINITE = "not a finite number"
 BAD_TYPE = "unsupported type"
+LOST_DIGITS = (
+    "digits lost to scientific notation: the spreadsheet cut the number; export the column as text"
+)
 
 # Country codes are a prefix code (no code is a prefix of another), so the first of the
 # 1-, 2-, 3-digit prefixes found here is the country code.
@@ -111,7 +129,9 @@ assert all(ord(c) in _STRIP_TABLE for c in _COMMON_NON_ASCII)
 _HUGE_INT = 10**40  # far beyond 15 digits; rejected before str()
 
 _FLOAT_TEXT = re.compile(r"([0-9]+)\.0+")
-_SCI_TEXT = re.compile(r"([0-9]+)(?:\.([0-9]*))?[eE]\+?([0-9]{1,2})")
+# An optional leading '+', the mantissa (dot or comma decimal), the exponent. A '-' in the
+# exponent is gone by now (dashes are separators): no phone number has one anyway.
+_SCI_TEXT = re.compile(r"(\+?)([0-9]+)(?:[.,]([0-9]*))?[eE]\+?([0-9]{1,3})")
 
 
 class InvalidPhone(ValueError):
@@ -121,6 +141,27 @@ class InvalidPhone(ValueError):
         super().__init__(f"invalid phone number {_short_repr(value)}: {reason}")
         self.reason = reason
         self.value = value
+
+
+class Unreadable:
+    """A row its reader could not read (NUL byte, undecodable bytes, an over-long cell).
+
+    Stands in for the phone value, so the row is rejected alone, with its line and
+    ``reason``, by the same loader path as any invalid number; ``str()`` is the printable
+    raw text shown in reject reports.
+    """
+
+    __slots__ = ("raw", "reason")
+
+    def __init__(self, reason: str, raw: str = "") -> None:
+        self.reason = reason
+        self.raw = raw
+
+    def __str__(self) -> str:
+        return self.raw
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.reason!r}, {self.raw!r})"
 
 
 def _short_repr(value: object) -> str:
@@ -244,6 +285,8 @@ def _to_text(value: object) -> tuple[str | None, str | None]:
         return value, None
     if value is None:
         return None, EMPTY
+    if type(value) is Unreadable:
+        return None, value.reason
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return None, BAD_TYPE
     if type(value).__name__ in ("NAType", "NaTType"):  # pandas missing values
@@ -271,11 +314,18 @@ def _to_text(value: object) -> tuple[str | None, str | None]:
 
 
 def _expand_scientific(m: re.Match[str]) -> tuple[str | None, str | None]:
-    """'7.9161234567E10' -> '79161234567', exactly, in text (floats would round)."""
-    whole, frac, exp = m[1], (m[2] or "").rstrip("0"), int(m[3])
-    if len(frac) > exp:
+    """'7.9161234567E10' -> '79161234567', exactly, in text (floats would round).
+
+    Refuses (LOST_DIGITS) a mantissa that would need zeros appended: see rule 3.
+    """
+    sign, whole, frac, exp = m[1], m[2], m[3] or "", int(m[4])
+    digits = whole + frac
+    point = len(whole) + exp  # the decimal point's position in `digits` after shifting
+    if point > len(digits):
+        return None, LOST_DIGITS
+    if digits[point:].strip("0"):
         return None, NOT_INTEGER
-    return whole + frac + "0" * (exp - len(frac)), None
+    return sign + digits[:point], None
 
 
 def _explain_intl(d: str) -> tuple[str | None, str | None]:

@@ -3,15 +3,19 @@
 CSV/TSV: encoding (UTF-8 with or without BOM, UTF-16 with BOM, else CP1251) and delimiter
 (`, ; TAB |`) are detected from the first 64 KiB; quoted fields (embedded delimiters, quotes,
 newlines) are handled by the csv module; rows stream in chunks of `chunk_rows`, so memory does
-not depend on the file size. XLSX/XLS: the first sheet through python-calamine, after a
-zip-bomb check for XLSX. The phone column is found by a column map, else a header alias
-(English/Russian), else a header-less first row whose cell is a phone number. Every other column
-is kept as an attribute. Anything unreadable raises `ParseError` with a reason.
+not depend on the file size. The text rules live in models/csv_rows.py: a record with a NUL
+byte, bytes that are not valid in the detected encoding, or a cell over 131,072 characters is
+rejected alone (its line and reason in the rejects report) and the rest of the file loads; a
+first row (the header) that cannot be read, or more than 1,000 broken rows, refuse the file.
+
+XLSX/XLS: the first sheet through python-calamine, after a zip-bomb check for XLSX. The phone
+column is found by a column map, else a header alias (English/Russian), else a header-less
+first row whose cell is a phone number. Every other column is kept as an attribute. A file that
+cannot be read as a whole raises `ParseError` with a reason.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import datetime as dt
 import math
@@ -23,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from models.bulk import RowChunk
-from models.phones import InvalidPhone, normalize_phone
+from models.csv_rows import (
+    CsvInputError,
+    check_sample,
+    detect_encoding,
+    is_clean,
+    open_text,
+    read_records,
+)
+from models.phones import LOST_DIGITS, InvalidPhone, Unreadable, normalize_phone
 
 CHUNK_ROWS = 50_000
 SAMPLE_BYTES = 64 * 1024
@@ -32,7 +44,6 @@ DELIMITERS = (",", ";", "\t", "|")
 MAX_UNCOMPRESSED = 1 << 30
 MAX_RATIO = 200
 RATIO_FLOOR = 32 << 20  # ratios only matter for entries bigger than this
-MAX_CELL = 128 * 1024  # csv field limit: a longer "cell" means this is not a CSV
 
 # Normalised header -> priority (lower wins when several columns match).
 PHONE_ALIASES: dict[str, int] = {
@@ -138,7 +149,10 @@ def find_layout(first_row: list[Any], column_map: Mapping[str, Any], region: str
     for i, cell in enumerate(first_row):
         try:
             normalize_phone(cell, region)  # type: ignore[arg-type]
-        except (InvalidPhone, TypeError):
+        except InvalidPhone as exc:
+            if exc.reason != LOST_DIGITS:  # a number a spreadsheet cut is still the column
+                continue
+        except TypeError:
             continue
         attrs = tuple((j, f"column_{j + 1}") for j in range(len(first_row)) if j != i)
         return Layout(i, attrs, header_row=False)
@@ -194,13 +208,16 @@ def _chunked_rows(
     p = layout.phone_index
     total = 0
     for line, row in rows:
-        cell = row[p] if p < len(row) else None
-        if (cell is None or cell == "") and all(c is None or c == "" for c in row):
-            continue  # blank line
+        if type(row) is Unreadable:  # the loader rejects it alone, with its reason
+            cell: Any = row
+        else:
+            cell = row[p] if p < len(row) else None
+            if (cell is None or cell == "") and all(c is None or c == "" for c in row):
+                continue  # blank line
         phones.append(cell)
         lines.append(line)
         if attrs is not None:
-            attrs.append(_attributes(row, layout))
+            attrs.append(None if cell is row else _attributes(row, layout))
         if len(phones) >= chunk_rows:
             total += len(phones)
             yield RowChunk(phones, lines, attrs)
@@ -216,24 +233,11 @@ def _chunked_rows(
 # --- CSV ------------------------------------------------------------------------------------
 
 
-def detect_encoding(sample: bytes) -> str:
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if b"\x00" in sample:
-        raise ParseError("binary data: not a CSV/TSV text file (NUL bytes)")
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        return "cp1251"
-
-
 def _check_text(text: str) -> None:
-    controls = sum(1 for c in text if c < " " and c not in "\t\r\n")
-    if controls > max(8, len(text) // 100):
-        raise ParseError("binary data: not a CSV/TSV text file (control characters)")
+    try:
+        check_sample(text)
+    except ValueError as exc:
+        raise ParseError(str(exc)) from None
 
 
 def detect_delimiter(text: str) -> str:
@@ -266,39 +270,29 @@ def _csv_chunks(
     text = sample.decode(encoding, errors="replace")
     _check_text(text)
     delimiter = detect_delimiter(text)
-    csv.field_size_limit(MAX_CELL)
-    with path.open("r", encoding=encoding, newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        rows = _numbered(reader, encoding)
+    with path.open("rb") as raw_fh:
+        clean = is_clean(raw_fh, encoding)
+        fh = open_text(raw_fh, encoding)
+        rows = read_records(fh, delimiter, encoding=encoding, clean=clean)
         try:
             first_line, first = next(rows)
+            while type(first) is not Unreadable and not any(c.strip() for c in first):
+                first_line, first = next(rows)  # leading blank lines
+            if type(first) is Unreadable:
+                # Without the first row there is no telling header from data or which column
+                # holds the phone: refuse rather than guess.
+                raise ParseError(
+                    f"line {first_line}: {first.reason}; the first row (the header, or the "
+                    "first number of a file without one) must be readable"
+                )
+            layout = find_layout(first, column_map, region)
+            if not layout.header_row:
+                rows = _prepend((first_line, first), rows)
+            yield from _chunked_rows(rows, layout, chunk_rows)
         except StopIteration:
             raise ParseError("empty file: no rows") from None
-        while not any(c.strip() for c in first):  # leading blank lines
-            try:
-                first_line, first = next(rows)
-            except StopIteration:
-                raise ParseError("empty file: no rows") from None
-        layout = find_layout(first, column_map, region)
-        if not layout.header_row:
-            rows = _prepend((first_line, first), rows)
-        yield from _chunked_rows(rows, layout, chunk_rows)
-
-
-def _numbered(reader: Any, encoding: str) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line of the record, fields), turning read errors into ParseError."""
-    line = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except UnicodeDecodeError:
-            raise ParseError(f"not valid {encoding} text after line {reader.line_num}") from None
-        except csv.Error as exc:
-            raise ParseError(f"malformed CSV at line {reader.line_num}: {exc}") from None
-        yield line, row
-        line = reader.line_num + 1
+        except CsvInputError as exc:  # the file as a whole cannot be read: the load rolls back
+            raise ParseError(str(exc)) from None
 
 
 def _prepend(first: tuple[int, list[Any]], rest: Iterator[tuple[int, list[Any]]]) -> Iterator:

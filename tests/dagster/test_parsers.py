@@ -101,3 +101,96 @@ def test_column_map_naming_a_missing_column(tmp_path: Path) -> None:
     f.write_text("a,b\n1,2\n")
     with pytest.raises(ParseError, match="not in the header"):
         _rows(f, column_map={"phone": "tel"})
+
+
+# --- one broken row is rejected alone (issue 12.4, issue 13.4) -------------------------------
+
+
+def _reasons(phones: list) -> dict[int, str]:
+    from models.phones import normalize_many
+
+    return {i: r for i, r in enumerate(normalize_many(phones)[1]) if r is not None}
+
+
+def test_a_nul_byte_rejects_its_row_alone(tmp_path: Path) -> None:
+    f = tmp_path / "nul.csv"
+    f.write_bytes(b"phone,name\n89161234567,Ivan\n8916\x001234568,Olga\n89161234569,Anna\n")
+    phones, lines, attrs = _rows(f)
+    assert lines == [2, 3, 4] and phones[0] == "89161234567" and phones[2] == "89161234569"
+    assert _reasons(phones) == {1: "contains a NUL byte (binary data in a text file)"}
+    assert str(phones[1]) == "8916\\x001234568,Olga"  # printable in the rejects report
+    assert attrs == [{"name": "Ivan"}, None, {"name": "Anna"}]
+
+
+@pytest.mark.parametrize(
+    "encoding, bad",
+    [("utf-8", b"\xff\xfe"), ("cp1251", b"\x98")],  # 0x98 is unassigned in CP1251
+)
+def test_an_undecodable_row_is_rejected_alone(tmp_path: Path, encoding: str, bad: bytes) -> None:
+    # Far past the 64 KiB sample the encoding is detected from, as in a real export.
+    head = "телефон,город\n".encode(encoding)
+    body = "".join(f"8916{i:07d},Тверь\n" for i in range(5000)).encode(encoding)
+    f = tmp_path / "late.csv"
+    f.write_bytes(
+        head + body + b"89160000001," + bad + b"\n" + "89160000002,Тула\n".encode(encoding)
+    )
+    phones, lines, _ = _rows(f)
+    assert len(phones) == 5002 and lines[-2:] == [5002, 5003] and phones[-1] == "89160000002"
+    assert _reasons(phones) == {5000: f"not valid {encoding} text (byte 0x{bad[0]:02x})"}
+
+
+def test_an_over_long_cell_rejects_its_record_and_the_rest_loads(tmp_path: Path) -> None:
+    f = tmp_path / "long.csv"
+    f.write_text(
+        "phone,comment\n89161234567,ok\n"
+        f"89161234568,{'x' * 140_000}\n"
+        '89161234569,"never closed\n89161234570,swallowed\n'
+        f"89161234571,{'y' * 140_000}\n"
+        "89161234572,fine\n"
+    )
+    phones, lines, _ = _rows(f)
+    assert lines == [2, 3, 4, 7] and phones[0] == "89161234567" and phones[-1] == "89161234572"
+    assert _reasons(phones) == {
+        1: "a cell longer than 131072 characters (line 3; an unclosed quote?)",
+        2: "a cell longer than 131072 characters (lines 4-6; an unclosed quote?)",
+    }
+
+
+def test_an_unreadable_header_refuses_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "head.csv"
+    f.write_bytes(b"pho\x00ne,name\n89161234567,Ivan\n")
+    with pytest.raises(ParseError, match="line 1: contains a NUL byte"):
+        _rows(f)
+
+
+def test_utf16_without_a_bom_is_still_refused_as_binary(tmp_path: Path) -> None:
+    f = tmp_path / "u16.csv"
+    f.write_bytes("phone\n89161234567\n".encode("utf-16-le") * 50)
+    with pytest.raises(ParseError, match="binary data.*byte-order mark"):
+        _rows(f)
+
+
+def test_many_broken_rows_refuse_the_file(tmp_path: Path) -> None:
+    # A CP1251 export whose first 64 KiB are plain ASCII: guessed UTF-8, then every Cyrillic
+    # row fails to decode. Past 1,000 such rows it is the guess, not the rows, that is wrong.
+    head = b"phone,name\n" + b"".join(b"8916%07d,ivan\n" % i for i in range(4000))
+    tail = b"".join(f"8926{i:07d},Иван\n".encode("cp1251") for i in range(1001))
+    f = tmp_path / "mixed.csv"
+    f.write_bytes(head + tail)
+    with pytest.raises(ParseError, match="more than 1000 rows cannot be read .*not valid utf-8"):
+        _rows(f)
+    f.write_bytes(head + tail[: tail.index(b"89260001000")])  # 1,000 broken rows: rejected
+    phones, _, _ = _rows(f)
+    assert len(phones) == 5000 and len(_reasons(phones)) == 1000
+
+
+def test_a_headerless_column_of_cut_numbers_is_the_phone_column(tmp_path: Path) -> None:
+    # Excel's "General" format of a number column: every value lost digits. The column is
+    # still found, so each row is rejected with the reason instead of "no phone column".
+    from models.phones import LOST_DIGITS
+
+    f = tmp_path / "cut.csv"
+    f.write_text("Ivan;Tver;7,91612E+10\nOlga;Tula;7,91613E+10\n")
+    phones, lines, _ = _rows(f)
+    assert phones == ["7,91612E+10", "7,91613E+10"] and lines == [1, 2]
+    assert _reasons(phones) == {0: LOST_DIGITS, 1: LOST_DIGITS}

@@ -231,7 +231,7 @@ def number_like(draw: st.DrawFn) -> str:
             out.append(draw(st.sampled_from(SEPARATORS)))
         out.append(ch)
     prefix = draw(st.sampled_from(["", "", "+", "00", "8", "7", "+7", "++", "0"]))
-    suffix = draw(st.sampled_from(["", "", ".0", ".00", "E10", ".5", "+"]))
+    suffix = draw(st.sampled_from(["", "", ".0", ".00", "E10", ",5E+9", "e+10", ".5", "+"]))
     return prefix + "".join(out) + suffix
 
 
@@ -298,3 +298,86 @@ def test_idempotent(value: object, region: str, other: str) -> None:
         # E.164 output is international form, so the region no longer matters.
         assert both(e164, region) == (e164, None)
         assert both(e164, other) == (e164, None)
+
+
+# --- scientific notation that lost digits (issue 12.1) --------------------------------
+
+LOST = phones.LOST_DIGITS
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # What a spreadsheet shows for a number column: the digits are gone, never pad them.
+        ("7.91612E+10", (None, LOST)),  # was stored as +79161200000
+        ("7.92E+10", (None, LOST)),  # was +79200000000
+        ("8.91612E+10", (None, LOST)),  # was the same wrong number as 7.91612E+10
+        ("7,91612E+10", (None, LOST)),  # comma decimal: was "misplaced '+'"
+        ("7,91612e+10", (None, LOST)),
+        ("7.91612e10", (None, LOST)),
+        ("7.91612E+010", (None, LOST)),
+        ("+7.91612E+10", (None, LOST)),
+        (" 7.91612E+10 ", (None, LOST)),
+        ("8E+10", (None, LOST)),
+        ("7.9161234567E+11", (None, LOST)),  # one digit short of the exponent
+        # Every digit present: the number.
+        ("79161234567.0", (RU_CANONICAL, None)),
+        (79161234567.0, (RU_CANONICAL, None)),  # a numeric XLSX cell (calamine: float)
+        ("7.9161234567E+10", (RU_CANONICAL, None)),
+        ("7,9161234567E+10", (RU_CANONICAL, None)),
+        ("7.9161234567e10", (RU_CANONICAL, None)),
+        ("7.91612345670E+10", (RU_CANONICAL, None)),  # trailing zero after the point
+        ("+7.9161234567E+10", (RU_CANONICAL, None)),
+        ("79161234567E0", (RU_CANONICAL, None)),
+        ("7.91612345675E+10", (None, "not an integer")),
+        # A float is what the workbook stored, not a rendering of it: exact, accepted.
+        (7.91612e10, ("+79161200000", None)),
+    ],
+)
+def test_scientific_notation_that_lost_digits_is_rejected(
+    raw: object, expected: tuple[str | None, str | None]
+) -> None:
+    assert both(raw) == expected
+
+
+@st.composite
+def cut_scientific(draw: st.DrawFn) -> tuple[str, str, str]:
+    """(digits, the number rounded to fewer significant digits in E-notation, full E-notation).
+
+    Rendered the ways spreadsheets and CSV writers do: dot or comma decimal, e or E, with or
+    without '+' and a zero-padded exponent, trailing zeros of the mantissa kept or dropped.
+    """
+    from decimal import ROUND_HALF_EVEN, Context, Decimal
+
+    digits = draw(st.from_regex(r"[1-9][0-9]{7,14}", fullmatch=True))
+    n = len(digits)
+    k = draw(st.integers(1, n - 1))
+    cut = Context(prec=k, rounding=ROUND_HALF_EVEN).plus(Decimal(digits))
+    e, sign = draw(st.sampled_from("eE")), draw(st.sampled_from(["+", ""]))
+    comma, width = draw(st.booleans()), draw(st.sampled_from([1, 2, 3]))
+    strip, lead = draw(st.booleans()), draw(st.sampled_from(["", "+", " "]))
+
+    def render(value: Decimal, places: int, strip: bool) -> str:
+        mantissa, exp = f"{value:.{places}E}".split("E")
+        if strip and "." in mantissa:
+            mantissa = mantissa.rstrip("0").rstrip(".")
+        if comma:
+            mantissa = mantissa.replace(".", ",")
+        return f"{lead}{mantissa}{e}{sign}{int(exp):0{width}d}"
+
+    return digits, render(cut, k - 1, strip), render(Decimal(digits), n - 1, False)
+
+
+@PROPERTY
+@given(case=cut_scientific(), region=st.sampled_from(REGIONS))
+@example(case=("79161234567", "7.91612E+10", "7.9161234567E+10"), region="RU")
+@example(case=("99999999999", "1.00E+11", "9.9999999999E+10"), region="RU")
+def test_no_padded_scientific_notation_is_ever_accepted(
+    case: tuple[str, str, str], region: str
+) -> None:
+    digits, cut, full = case
+    assert both(cut, region) == (None, LOST)
+    assert normalize_many([cut, digits, cut], region)[1][::2] == [LOST, LOST]
+    # The same number with every digit is read as the digits themselves.
+    lead = "+" if full.lstrip().startswith("+") else ""
+    assert both(full, region) == both(lead + digits, region)
