@@ -54,13 +54,12 @@ def main() -> int:
     from dagster import RunRequest, build_sensor_context, instance_for_test
     from dagster._core.definitions.partitions.context import partition_loading_context
 
-    from models import migrate
+    from models import migrate, sftp_jobs
     from models.db import resolve_database_url
     from models.settings import load_settings
     from orchestration.definitions import build_definitions
     from orchestration.local_sftp import LocalSFTPServer
     from orchestration.resources import PostgresResource, SFTPResource
-    from sensors import jobstore
     from sensors.inbox import sftp_inbox_sensor
 
     settings = load_settings()
@@ -124,8 +123,8 @@ def main() -> int:
                     requests = list(out.run_requests)
                     break
             [request] = requests
-            instance.add_dynamic_partitions(jobstore.INBOX_PARTITIONS, [request.partition_key])
-            result = defs.resolve_job_def(jobstore.IMPORT_JOB).execute_in_process(
+            instance.add_dynamic_partitions(sftp_jobs.INBOX_PARTITIONS, [request.partition_key])
+            result = defs.resolve_job_def(sftp_jobs.IMPORT_JOB).execute_in_process(
                 run_config=request.run_config, partition_key=request.partition_key,
                 tags=dict(request.tags), instance=instance,
             )  # fmt: skip

@@ -30,13 +30,19 @@ from dagster import (
     sensor,
 )
 
-from sensors import jobstore
+from models import sftp_jobs
+from models.sftp_layout import (
+    INBOX,
+    MAX_DEPTH,
+    PROCESSED,
+    InboxMappingError,
+    free_target,
+    is_temporary,
+    moved_path,
+    parse_inbox_path,
+    reject_file,
+)
 
-INBOX = "inbox"
-REJECTED = "rejected"
-PROCESSED = "processed"
-TEMP_SUFFIXES = (".part", ".tmp", ".filepart", ".crdownload", "~")
-MAX_DEPTH = 3  # inbox/<project>/<provider>/<file>
 IMPORT_OP = "phone_numbers"
 
 
@@ -53,30 +59,6 @@ class InboxFile:
     @property
     def run_key(self) -> str:
         return f"inbox:{self.path}:{self.size}:{self.mtime}"
-
-
-class InboxMappingError(ValueError):
-    pass
-
-
-def is_temporary(name: str) -> bool:
-    return name.startswith(".") or name.lower().endswith(TEMP_SUFFIXES)
-
-
-def parse_inbox_path(path: str) -> tuple[str, str | None]:
-    """inbox/<project>[/<provider>]/<file> -> (project code, provider code or None)."""
-    parts = path.split("/")
-    if parts[0] != INBOX or len(parts) < 3:
-        raise InboxMappingError(
-            "files go into inbox/<project code>/ or inbox/<project code>/<provider code>/, "
-            "not directly into inbox/"
-        )
-    if len(parts) > MAX_DEPTH + 1:
-        raise InboxMappingError(
-            "too deep: use inbox/<project code>/<file> or "
-            "inbox/<project code>/<provider code>/<file>"
-        )
-    return parts[1], (parts[2] if len(parts) == 4 else None)
 
 
 def list_inbox(sftp: Any) -> list[InboxFile]:
@@ -96,21 +78,6 @@ def list_inbox(sftp: Any) -> list[InboxFile]:
             elif entry.st_mode is None or stat.S_ISREG(entry.st_mode):
                 out.append(InboxFile(path, int(entry.st_size or 0), int(entry.st_mtime or 0)))
     return sorted(out, key=lambda f: f.path)
-
-
-def moved_path(path: str, to: str) -> str:
-    """inbox/a/b.csv -> <to>/a/b.csv (a path outside inbox/ keeps its whole path)."""
-    rel = path[len(INBOX) + 1 :] if path.startswith(INBOX + "/") else path
-    return f"{to}/{rel}"
-
-
-def reject_file(sftp: Any, path: str, reason: str) -> str:
-    """Move a file to rejected/ with `<name>.error.txt` beside it; returns the new path."""
-    target = moved_path(path, REJECTED)
-    sftp.makedirs(posixpath.dirname(target))
-    sftp.rename(path, target)
-    sftp.write_bytes(target + ".error.txt", (reason.rstrip() + "\n").encode())
-    return target
 
 
 def import_run_config(job_id: int) -> dict[str, Any]:
@@ -140,7 +107,7 @@ def plan_tick(
 
 @sensor(
     name="sftp_inbox_sensor",
-    job_name=jobstore.IMPORT_JOB,
+    job_name=sftp_jobs.IMPORT_JOB,
     minimum_interval_seconds=10,
     required_resource_keys={"sftp", "postgres"},
     default_status=DefaultSensorStatus.RUNNING,
@@ -172,7 +139,7 @@ def sftp_inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipRe
     return SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=(
-            [AddDynamicPartitionsRequest(jobstore.INBOX_PARTITIONS, partitions)]
+            [AddDynamicPartitionsRequest(sftp_jobs.INBOX_PARTITIONS, partitions)]
             if partitions
             else []
         ),
@@ -184,10 +151,10 @@ def sftp_inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipRe
 def _handle_ready_file(
     context: SensorEvaluationContext, sftp: Any, conn: Any, f: InboxFile
 ) -> RunRequest | None:
-    fingerprint = {"source": jobstore.INBOX_SOURCE, "size": f.size, "mtime": f.mtime}
+    fingerprint = {"source": sftp_jobs.INBOX_SOURCE, "size": f.size, "mtime": f.mtime}
     if _archive_if_imported(context, sftp, conn, f):
         return None
-    active = jobstore.find_import(conn, f.path, ("pending", "running"))
+    active = sftp_jobs.find_imports(conn, f.path, ("pending", "running"))
     mine = [j for j in active if all(j.params.get(k) == v for k, v in fingerprint.items())]
     if mine:  # created by an earlier tick whose run request got lost: ask again (same run key)
         return _request(f, mine[0].id)
@@ -196,29 +163,29 @@ def _handle_ready_file(
         return None
     try:
         project_code, provider_code = parse_inbox_path(f.path)
-        project = jobstore.live_project(conn, code=project_code)
+        project = sftp_jobs.live_project(conn, code=project_code)
         if project is None:
             raise InboxMappingError(f"no live project with code {project_code!r}")
         provider_id = None
         if provider_code is not None:
-            provider_id = jobstore.provider_id_by_code(conn, provider_code)
+            provider_id = sftp_jobs.provider_by_code(conn, provider_code)
             if provider_id is None:
                 raise InboxMappingError(f"no provider with code {provider_code!r}")
     except InboxMappingError as exc:
         reason = f"{f.path}: {exc}"
-        target = reject_file(sftp, f.path, reason)
-        jobstore.create_job(
+        job_id = sftp_jobs.create_job(
             conn,
             job_type="import",
             project_id=None,
-            file_path=target,
+            file_path=f.path,
             params={**fingerprint, "original_path": f.path},
             status="failed",
             error=reason,
         )
+        sftp_jobs.set_path(conn, job_id, reject_file(sftp, f.path, reason, job_id))
         context.log.warning(f"rejected {reason}")
         return None
-    job_id = jobstore.create_job(
+    job_id = sftp_jobs.create_job(
         conn,
         job_type="import",
         project_id=project[0],
@@ -235,11 +202,9 @@ def _archive_if_imported(
     """A completed import of these very bytes (same path, size, mtime) is still in the inbox:
     the archive move after commit failed, or the same file came again within the same second.
     Loading it again would insert nothing, so archive it."""
-    for job in jobstore.find_import(conn, f.path, ("completed",)):
+    for job in sftp_jobs.find_imports(conn, f.path, ("completed",)):
         if job.params.get("size") == f.size and job.params.get("mtime") == f.mtime:
-            target = moved_path(f.path, PROCESSED)
-            if sftp.stat(target) is not None:
-                target = f"{target}.job{job.id}.again"
+            target = free_target(sftp, moved_path(f.path, PROCESSED), job.id)
             sftp.makedirs(posixpath.dirname(target))
             sftp.rename(f.path, target)
             context.log.info(f"{f.path}: already imported by job {job.id}; archived to {target}")
@@ -252,5 +217,5 @@ def _request(f: InboxFile, job_id: int) -> RunRequest:
         run_key=f.run_key,
         partition_key=f.path,
         run_config=import_run_config(job_id),
-        tags={jobstore.JOB_TAG: str(job_id)},
+        tags={sftp_jobs.JOB_TAG: str(job_id)},
     )

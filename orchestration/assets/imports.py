@@ -29,21 +29,20 @@ from dagster import (
 )
 from pydantic import Field
 
+from models import sftp_jobs
 from models.bulk import BulkLoadError, Reject, load_numbers
+from models.sftp_layout import (
+    InboxMappingError,
+    archive_file,
+    parse_inbox_path,
+    reject_file,
+    rejects_report_path,
+)
 from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
 from orchestration.parsers import ParseError, parse_file
 from orchestration.resources import PostgresResource, SFTPResource, SFTPUnavailable
-from sensors import jobstore
-from sensors.inbox import (
-    PROCESSED,
-    REJECTED,
-    InboxMappingError,
-    moved_path,
-    parse_inbox_path,
-    reject_file,
-)
 
-inbox_files = DynamicPartitionsDefinition(name=jobstore.INBOX_PARTITIONS)
+inbox_files = DynamicPartitionsDefinition(name=sftp_jobs.INBOX_PARTITIONS)
 
 
 class ImportConfig(Config):
@@ -54,30 +53,16 @@ class ImportConfig(Config):
     )
 
 
-def archive_path(sftp: Any, path: str, job_id: int) -> str:
-    """processed/<same place>; never overwrite an earlier file of the same name."""
-    target = moved_path(path, PROCESSED)
-    if sftp.stat(target) is not None:
-        head, tail = posixpath.split(target)
-        stem, dot, ext = tail.rpartition(".")
-        tail = f"{stem}.job{job_id}.{ext}" if dot and stem else f"{tail}.job{job_id}"
-        target = posixpath.join(head, tail)
-    return target
-
-
 def _archive(sftp_res: SFTPResource, path: str, job_id: int) -> str | None:
     with sftp_res.session() as sftp:
         if sftp.stat(path) is None:
             return None
-        target = archive_path(sftp, path, job_id)
-        sftp.makedirs(posixpath.dirname(target))
-        sftp.rename(path, target)
-        return target
+        return archive_file(sftp, path, job_id)
 
 
-def _resolve_job(conn: Any, job_id: int, path: str) -> jobstore.JobRow:
+def _resolve_job(conn: Any, job_id: int, path: str) -> sftp_jobs.JobRow:
     if job_id:
-        job = jobstore.get_job(conn, job_id)
+        job = sftp_jobs.get_job(conn, job_id)
         if job is None or job.job_type != "import":
             raise final_failure(f"sftp job {job_id} does not exist or is not an import", job_id)
         if job.file_path != path:
@@ -90,11 +75,11 @@ def _resolve_job(conn: Any, job_id: int, path: str) -> jobstore.JobRow:
         project_code, provider_code = parse_inbox_path(path)
     except InboxMappingError as exc:
         raise final_failure(f"{path}: {exc}", 0) from None
-    project = jobstore.live_project(conn, code=project_code)
-    provider_id = jobstore.provider_id_by_code(conn, provider_code) if provider_code else None
+    project = sftp_jobs.live_project(conn, code=project_code)
+    provider_id = sftp_jobs.provider_by_code(conn, provider_code) if provider_code else None
     if project is None or (provider_code and provider_id is None):
         raise final_failure(f"{path}: no live project/provider for this folder", 0)
-    new_id = jobstore.create_job(
+    new_id = sftp_jobs.create_job(
         conn,
         job_type="import",
         project_id=project[0],
@@ -102,7 +87,7 @@ def _resolve_job(conn: Any, job_id: int, path: str) -> jobstore.JobRow:
         file_path=path,
         params={"source": "dagster-ui"},
     )
-    job = jobstore.get_job(conn, new_id)
+    job = sftp_jobs.get_job(conn, new_id)
     assert job is not None
     return job
 
@@ -126,7 +111,7 @@ def phone_numbers(
     run_id = context.run.run_id
     with postgres.connect("numbase-import-claim", autocommit=True) as conn:
         job = _resolve_job(conn, config.job_id, path)
-        claimed = jobstore.mark_running(conn, job.id, run_id)
+        claimed = sftp_jobs.claim(conn, job.id, run_id)
     if claimed is None:
         # Completed by an earlier attempt/run: never load twice, only finish the archiving.
         moved = _archive(sftp, path, job.id)
@@ -142,7 +127,7 @@ def phone_numbers(
         raise final_failure(f"SFTP unavailable after retries: {exc}", job.id) from exc
     except ParseError as exc:
         reason = f"{path}: {exc.reason}"
-        where = _reject(sftp, path, reason)
+        where = _reject(sftp, path, reason, job.id)
         fail_job(postgres, job.id, reason + (f" (moved to {where})" if where else ""), run_id)
         raise final_failure(reason, job.id, rejected_to=where or "") from None
     except BulkLoadError as exc:
@@ -156,17 +141,17 @@ def phone_numbers(
         raise final_failure(message, job.id) from exc
 
 
-def _reject(sftp_res: SFTPResource, path: str, reason: str) -> str | None:
+def _reject(sftp_res: SFTPResource, path: str, reason: str, job_id: int) -> str | None:
     try:
         with sftp_res.session() as sftp:
-            return reject_file(sftp, path, reason)
+            return reject_file(sftp, path, reason, job_id)
     except Exception:  # noqa: BLE001 - the job still fails with its reason
         return None
 
 
 def _import(
     context: AssetExecutionContext,
-    job: jobstore.JobRow,
+    job: sftp_jobs.JobRow,
     sftp_res: SFTPResource,
     postgres: PostgresResource,
 ) -> MaterializeResult:
@@ -192,7 +177,7 @@ def _import(
                 postgres.connect(f"numbase-import:{job.id}") as conn,
                 conn.transaction(),
             ):
-                locked = jobstore.get_job(conn, job.id, lock=True)
+                locked = sftp_jobs.get_job(conn, job.id, lock=True)
                 if locked is None or locked.status != "running":
                     raise final_failure(f"job {job.id} changed meanwhile ({locked})", job.id)
                 result = load_numbers(
@@ -211,7 +196,7 @@ def _import(
                     "total_seconds": round(time.perf_counter() - started, 3),
                 }
                 stats["rejects"] = [vars(r) for r in result.rejects]
-                jobstore.mark_completed(
+                sftp_jobs.complete(
                     conn, job.id, records=result.inserted, stats=stats,
                     action="sftp_import.completed",
                 )  # fmt: skip
@@ -222,7 +207,7 @@ def _import(
         archive_error = ""
         try:
             if result.invalid:
-                report = moved_path(path, REJECTED) + ".rejects.csv"
+                report = rejects_report_path(path, job.id)
                 with sftp_res.session() as sftp:
                     sftp.makedirs(posixpath.dirname(report))
                     sftp.upload(rejects_file, report)

@@ -71,11 +71,11 @@ def test_requested_export_goes_pending_to_completed(harness: Harness, factory) -
     assert result.success
     job = harness.job(job_id)
     assert job["status"] == "completed" and job["records_count"] == 20
-    assert job["file_path"] == "outbox/May_leads.csv"
-    rows = list(csv.DictReader(io.StringIO(harness.read("outbox/May_leads.csv"))))
+    assert job["file_path"] == "outbox/exp/May_leads.csv"
+    rows = list(csv.DictReader(io.StringIO(harness.read("outbox/exp/May_leads.csv"))))
     assert len(rows) == 20 and {r["status"] for r in rows} == {"new"}
     assert {r["project_id"] for r in rows} == {str(project.id)}  # the job's project wins
-    assert not harness.exists("outbox/May_leads.csv.part")
+    assert not any(p.name.endswith(".part") for p in (harness.root / "outbox/exp").iterdir())
 
 
 def test_bad_requests_fail_without_a_run(harness: Harness, factory) -> None:

@@ -19,7 +19,7 @@ def _drive(h: Harness) -> list:
 
 def test_csv_lands_with_exact_counts(harness: Harness, factory) -> None:
     project = factory.project(code="acme")
-    provider = factory.provider(code="leadco")
+    provider = factory.provider(code="leadco", projects=[project])
     good = phones(500)
     rows = [["phone", "name"]]
     rows += [[p, f"client {i}"] for i, p in enumerate(good)]
@@ -53,7 +53,7 @@ def test_csv_lands_with_exact_counts(harness: Harness, factory) -> None:
     assert attrs == "client 7"
     assert harness.exists("processed/acme/leadco/may.csv")
     assert not harness.exists("inbox/acme/leadco/may.csv")
-    report = harness.read("rejected/acme/leadco/may.csv.rejects.csv").splitlines()
+    report = harness.read(f"rejected/acme/leadco/may.csv.job{job['id']}.rejects.csv").splitlines()
     assert report[0] == "line,raw_value,reason"
     assert len(report) == 3 and "contains letters" in report[1]
     audit = harness.rows("SELECT actor, action FROM audit_log WHERE entity_id = :i", i=job["id"])
