@@ -53,6 +53,9 @@ def export_run_config(job_id: int) -> dict[str, Any]:
 def _check_import(conn: Any, job: sftp_jobs.JobRow) -> str:
     if job.project_id is None or sftp_jobs.live_project(conn, id=job.project_id) is None:
         raise RequestError(f"project {job.project_id} does not exist or is deleted")
+    refusal = sftp_jobs.import_refusal(conn, job.project_id, job.provider_id)
+    if refusal is not None:  # the rule the API and the inbox apply too
+        raise RequestError(refusal)
     column_map = job.params.get("column_map")
     if column_map is not None and not isinstance(column_map, dict):
         raise RequestError("params.column_map must be an object like {'phone': 'Телефон'}")

@@ -150,7 +150,10 @@ def harness(
     postgres_resource: PostgresResource,
     dagster_instance: DagsterInstance,
     db: Engine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Harness:
+    # Two ticks apart is still enough here; tests of the settle time set their own.
+    monkeypatch.setenv("NUMBASE_SFTP_SETTLE_SECONDS", "0")
     return Harness(sftp_server, sftp_resource, postgres_resource, dagster_instance, db)
 
 

@@ -134,18 +134,17 @@ def test_same_file_dropped_again_is_not_loaded_twice(harness: Harness, factory) 
     rerun = harness.execute(_request_for(first))
     assert rerun.success and _meta(rerun)["skipped"] == "already completed"
 
-    # The same file delivered again (a later mtime) is a new job that inserts nothing.
+    # The same bytes delivered again (a later mtime) are the same delivery: archived, no run.
     harness.upload("inbox/again/list.csv", data)
     with harness.sftp.session() as s:
         s.sftp.utime("inbox/again/list.csv", (2_000_000_000, 2_000_000_000))
-    [second] = _drive(harness)
-    assert second.success
-    meta = _meta(second)
-    assert (meta["inserted"], meta["already_present"]) == (0, 400)
+    assert _drive(harness) == []
     assert harness.count(project.id) == 400
+    assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 1
     assert harness.job(job_id)["records_count"] == 400
+    assert not harness.exists("inbox/again/list.csv")
     assert harness.exists("processed/again/list.csv")
-    assert any(p.name.startswith("list.job") for p in (harness.root / "processed/again").iterdir())
+    assert harness.exists(f"processed/again/list.job{job_id}.csv")
 
 
 def test_imported_bytes_seen_again_are_archived_without_a_run(harness: Harness, factory) -> None:
