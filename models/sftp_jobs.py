@@ -35,6 +35,7 @@ INBOX_PARTITIONS = "sftp_inbox_files"
 INBOX_SOURCE = "inbox"  # params.source of rows the inbox sensor creates (it launches those)
 
 ACTIVE = ("pending", "running")
+STATUSES = ("pending", "running", "completed", "failed")
 FINAL = ("completed",)
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "pending": ("running", "failed"),

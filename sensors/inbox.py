@@ -206,13 +206,18 @@ class _Tick:
         self.conn: Any = None
 
     def lingering(self, f: InboxFile) -> bool:
-        """A file requested earlier (same size and mtime) is still here. In flight: leave it.
-        Its import completed: the archive move failed, or new bytes came under the same name,
-        size and mtime - archive the former, and say True (a new delivery) for the latter."""
-        jobs = sftp_jobs.find_imports(self.conn, f.path, ("pending", "running", "completed"))
-        if not jobs or jobs[0].status != "completed":
-            return False
+        """A file requested earlier (same size and mtime) is still, or again, here. True: it is
+        a new delivery after all (judge it like any ready file).
+
+        In flight, or failed with the file left in place: leave it. Nothing on record for this
+        inbox path (its job's file was rejected, i.e. moved): new. Completed: the archive move
+        failed (same bytes: archive now), or new bytes came under the same name, size, mtime."""
+        jobs = sftp_jobs.find_imports(self.conn, f.path, sftp_jobs.STATUSES)
+        if not jobs:
+            return True
         job = jobs[0]
+        if job.status != "completed":
+            return False
         if job.content_sha256 and self._sha256(f) == job.content_sha256:
             self._archive_duplicate(f, job.id)
             return False

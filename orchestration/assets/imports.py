@@ -109,6 +109,8 @@ def phone_numbers(
         reason = f"{path}: {exc.reason}"
         # An archived copy read again stays archived; an inbox file goes to rejected/.
         where = None if "read_from" in job.params else _reject(sftp, path, reason, job.id)
+        if where:
+            _moved(postgres, job.id, where)
         fail_job(postgres, job.id, reason + (f" (moved to {where})" if where else ""), run_id)
         raise final_failure(reason, job.id, rejected_to=where or "") from None
     except NotWhole as exc:
@@ -146,6 +148,15 @@ def _whole_or_refuse(
     reason = local_incomplete_reason(local)
     if reason is not None:
         raise NotWhole(f"{source}: {reason}; not imported, the file stays where it is")
+
+
+def _moved(postgres: PostgresResource, job_id: int, path: str) -> None:
+    """Record where the job's file went (the inbox path is then free for a new delivery)."""
+    try:
+        with postgres.connect("numbase-job-status", autocommit=True) as conn:
+            sftp_jobs.set_path(conn, job_id, path)
+    except Exception:  # noqa: BLE001 - the job still fails with its reason
+        pass
 
 
 def _reject(sftp_res: SFTPResource, path: str, reason: str, job_id: int) -> str | None:

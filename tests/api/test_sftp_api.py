@@ -239,6 +239,29 @@ def test_export_default_name_and_busy_name(client, db, mine, admin) -> None:
     assert len(jobs(db)) == 1 and len(audit_rows(db)) == 1
 
 
+def test_export_names_are_per_project_and_never_reused(client, db, mine, theirs, manager) -> None:
+    """A manager of acme exporting under the name of beta's completed export writes acme's own
+    file; a name held by any export of the project that did not fail is a 409."""
+    add_job(db, job_type="export", project_id=theirs.id, file_path="outbox/beta/may.csv",
+            file_name="may.csv", params={"name": "may"})  # fmt: skip
+    body = {"project_id": mine.id, "file_name": "may"}
+    first = client.post("/api/sftp/export/", json=body, headers=manager.headers)
+    assert first.status_code == 202, first.text
+    assert first.json()["file_path"] == "outbox/acme/may.csv"
+    with db.begin() as conn:
+        conn.execute(text("UPDATE sftp_jobs SET status = 'completed' WHERE id = :i"),
+                     {"i": first.json()["id"]})  # fmt: skip
+    before = table_state(db, "sftp_jobs")
+    clash = client.post("/api/sftp/export/", json=body, headers=manager.headers)
+    assert clash.status_code == 409 and "outbox/acme/may.csv" in clash.json()["detail"]
+    assert table_state(db, "sftp_jobs") == before
+    with db.begin() as conn:
+        conn.execute(text("UPDATE sftp_jobs SET status = 'failed' WHERE id = :i"),
+                     {"i": first.json()["id"]})  # fmt: skip
+    # A failed export never renamed its file into place: the name is free again.
+    assert client.post("/api/sftp/export/", json=body, headers=manager.headers).status_code == 202
+
+
 @pytest.mark.parametrize(
     ("patch", "field"),
     [

@@ -198,3 +198,57 @@ def test_partition_materialised_from_the_ui_creates_its_own_job(harness: Harness
     assert (job["status"], job["params"]["source"], job["records_count"]) == (
         "completed", "dagster-ui", 42,
     )  # fmt: skip
+
+
+def _materialize(h: Harness, path: str):
+    from dagster import materialize
+
+    from orchestration.assets.imports import phone_numbers
+
+    h.instance.add_dynamic_partitions("sftp_inbox_files", [path])
+    return materialize(
+        [phone_numbers], partition_key=path, resources=h.resources, instance=h.instance,
+        raise_on_error=False,
+    )  # fmt: skip
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_rerunning_an_imported_partition_from_the_ui_reimports_the_archive(
+    harness: Harness, factory
+) -> None:
+    """The data engineer's first instinct: materialise the partition again. The file is in
+    processed/ by now; the archived copy is imported again, idempotently, and stays there."""
+    project = factory.project(code="rerun")
+    path = "inbox/rerun/list.csv"
+    harness.upload(path, csv_bytes([["phone"], *[[p] for p in phones(30)]]))
+    [first] = _drive(harness)
+    assert first.success and _checks(first) == {"counts_add_up": True, "job_completed": True}
+    first_job = harness.job(int(first.dagster_run.tags["numbase/sftp_job_id"]))
+
+    again = _materialize(harness, path)
+    assert again.success, again.get_step_failure_events()
+    meta = _meta(again)
+    assert (meta["inserted"], meta["already_present"]) == (0, 30)
+    assert meta["read_from"] == "processed/rerun/list.csv"
+    assert _checks(again) == {"counts_add_up": True, "job_completed": True}
+    assert harness.count(project.id) == 30
+    assert harness.job(first_job["id"])["status"] == "completed"  # the good import stays good
+    assert harness.exists("processed/rerun/list.csv") and not harness.exists(path)
+    jobs = harness.rows("SELECT status, params->>'source' AS source FROM sftp_jobs ORDER BY id")
+    assert [(j["status"], j["source"]) for j in jobs] == [
+        ("completed", "inbox"), ("completed", "dagster-ui"),
+    ]  # fmt: skip
+
+
+def test_ui_materialisation_of_a_file_that_is_nowhere_is_refused_up_front(
+    harness: Harness, factory
+) -> None:
+    factory.project(code="nowhere")
+    result = _materialize(harness, "inbox/nowhere/ghost.csv")
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "upload it again to inbox/nowhere/ghost.csv" in failure.step_failure_data.error.message
+    assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 0  # nothing turned red
