@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-import stat
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
@@ -49,92 +47,19 @@ from models.delivery import HEAD_BYTES, incomplete_reason, sha256_of, tail_bytes
 from models.settings import load_settings
 from models.sftp_layout import (
     INBOX,
-    MAX_DEPTH,
     InboxMappingError,
     archive_file,
     done_marker,
-    is_done_marker,
-    is_temporary,
     parse_inbox_path,
     reject_file,
 )
+from sensors.inbox_files import InboxFile, list_inbox, plan_tick
 
 IMPORT_OP = "phone_numbers"
 
 
-@dataclass(frozen=True)
-class InboxFile:
-    path: str  # relative to the SFTP root: inbox/...
-    size: int
-    mtime: int
-
-    @property
-    def key(self) -> list[int]:
-        return [self.size, self.mtime]
-
-    @property
-    def folder(self) -> str:
-        return posixpath.dirname(self.path)
-
-
-def list_inbox(sftp: Any) -> tuple[list[InboxFile], set[str]]:
-    """(data files, done-marker paths) under inbox/, at most MAX_DEPTH folders down."""
-    out: list[InboxFile] = []
-    markers: set[str] = set()
-    todo = [(INBOX, 0)]
-    while todo:
-        folder, depth = todo.pop()
-        for entry in sftp.listdir_attr(folder):
-            name = entry.filename
-            if is_temporary(name):
-                continue
-            path = f"{folder}/{name}"
-            if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode):
-                if depth < MAX_DEPTH:
-                    todo.append((path, depth + 1))
-            elif entry.st_mode is None or stat.S_ISREG(entry.st_mode):
-                if is_done_marker(name):
-                    markers.add(path)
-                else:
-                    out.append(InboxFile(path, int(entry.st_size or 0), int(entry.st_mtime or 0)))
-    return sorted(out, key=lambda f: f.path), markers
-
-
 def import_run_config(job_id: int) -> dict[str, Any]:
     return {"ops": {IMPORT_OP: {"config": {"job_id": job_id}}}}
-
-
-def plan_tick(
-    cursor: dict[str, Any], files: list[InboxFile], markers: set[str], now: float, settle: float
-) -> tuple[list[tuple[InboxFile, bool, float]], list[InboxFile], dict[str, Any]]:
-    """Pure part of a tick: ([(file, has marker, still since)] ready to judge, requested files
-    still in the inbox, new cursor).
-
-    cursor = {"seen": {path: [size, mtime, still since]}, "requested": {path: [size, mtime]}};
-    paths that left the inbox are forgotten, so the cursor stays as small as the inbox.
-    """
-    seen = cursor.get("seen", {})
-    requested = cursor.get("requested", {})
-    ready: list[tuple[InboxFile, bool, float]] = []
-    lingering: list[InboxFile] = []
-    new_seen: dict[str, list[Any]] = {}
-    for f in files:
-        prev = seen.get(f.path)
-        still = prev is not None and prev[:2] == f.key
-        since = float(prev[2]) if still and len(prev) > 2 else now
-        new_seen[f.path] = [*f.key, since]
-        if requested.get(f.path) == f.key:
-            lingering.append(f)
-            continue
-        marked = done_marker(f.path) in markers
-        if marked or (still and now - since >= settle):
-            ready.append((f, marked, since))
-    present = {f.path for f in files}
-    new_cursor = {
-        "seen": new_seen,
-        "requested": {p: k for p, k in requested.items() if p in present},
-    }
-    return ready, lingering, new_cursor
 
 
 @sensor(
@@ -165,11 +90,14 @@ def sftp_inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipRe
             ) as conn:
                 tick.conn = conn
                 for f in lingering:  # requested earlier and still here
-                    if tick.lingering(f):  # a new delivery after all
+                    if _gone_is_false(tick.lingering, f):  # a new delivery after all
                         new_cursor["requested"].pop(f.path, None)
                         ready.append((f, done_marker(f.path) in markers, now))
                 for f, marked, since in ready:
-                    outcome = tick.ready(f, marked, since)
+                    try:
+                        outcome = tick.ready(f, marked, since)
+                    except FileNotFoundError:  # moved or deleted since the listing
+                        outcome = "wait"
                     if outcome == "wait":
                         continue
                     new_cursor["requested"][f.path] = f.key
@@ -325,6 +253,13 @@ class _Tick:
         )
         sftp_jobs.set_path(self.conn, job_id, reject_file(self.sftp, f.path, reason, job_id))
         self.log.warning(f"rejected {reason}")
+
+
+def _gone_is_false(judge: Any, f: InboxFile) -> bool:
+    try:
+        return bool(judge(f))
+    except FileNotFoundError:  # moved or deleted since the listing: nothing to decide
+        return False
 
 
 def _like(value: str) -> str:
