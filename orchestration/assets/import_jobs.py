@@ -48,6 +48,12 @@ def resolve_job(conn: Any, sftp_res: SFTPResource, job_id: int, path: str) -> sf
         job = sftp_jobs.get_job(conn, job_id)
         if job is None or job.job_type != "import":
             raise final_failure(f"sftp job {job_id} does not exist or is not an import", job_id)
+        if job.file_path != path and job.status == "failed":
+            raise final_failure(
+                f"sftp job {job_id} failed and its file was moved to {job.file_path}; upload a "
+                f"corrected file to {path} to import it (the inbox sensor then imports it)",
+                job_id,
+            )
         if job.file_path != path:
             raise final_failure(
                 f"sftp job {job_id} is for {job.file_path!r}, not partition {path!r}", job_id

@@ -252,3 +252,24 @@ def test_ui_materialisation_of_a_file_that_is_nowhere_is_refused_up_front(
     [failure] = result.get_step_failure_events()
     assert "upload it again to inbox/nowhere/ghost.csv" in failure.step_failure_data.error.message
     assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 0  # nothing turned red
+
+
+def test_reexecuting_the_run_of_a_rejected_file_says_why_and_changes_nothing(
+    harness: Harness, factory
+) -> None:
+    """Re-execute (same config) of a run whose file went to rejected/: refused up front with
+    the reason, not a misleading FileNotFoundError; the job keeps its original error."""
+    factory.project(code="rx")
+    harness.upload("inbox/rx/a.csv", b"name\nIvan\n")
+    [first] = _drive(harness)
+    assert not first.success
+    job_id = int(first.dagster_run.tags["numbase/sftp_job_id"])
+    before = harness.job(job_id)
+    assert before["file_path"] == "rejected/rx/a.csv"
+    again = harness.execute(_request_for(first))
+    assert not again.success
+    [failure] = again.get_step_failure_events()
+    assert "FileNotFoundError" not in failure.step_failure_data.error.message
+    assert "rejected/rx/a.csv" in failure.step_failure_data.error.message
+    after = harness.job(job_id)
+    assert (after["status"], after["error_log"]) == ("failed", before["error_log"])
