@@ -20,7 +20,7 @@ when such an earlier import of exactly that size exists; the import asset hashes
 downloads and stores it on the job (`sftp_jobs.content_sha256`).
 
 A file that maps to no live project, to an unknown provider, or to one that may not deliver to
-the project (sftp_jobs.import_refusal, the rule the API applies too) is moved to `rejected/` with
+the project (sftp_access.import_refusal, the rule the API applies too) is moved to `rejected/` with
 a `.error.txt` and recorded as a failed job. Each accepted file becomes a dynamic partition of the
 import asset (the key is its path) and a run with `run_key = inbox:<path>:job<id>`.
 """
@@ -42,7 +42,7 @@ from dagster import (
     sensor,
 )
 
-from models import sftp_jobs
+from models import sftp_access, sftp_jobs
 from models.delivery import HEAD_BYTES, incomplete_reason, sha256_of, tail_bytes_needed
 from models.settings import load_settings
 from models.sftp_layout import (
@@ -199,15 +199,15 @@ class _Tick:
 
     def _mapping(self, f: InboxFile) -> tuple[int, int | None]:
         project_code, provider_code = parse_inbox_path(f.path)
-        project = sftp_jobs.live_project(self.conn, code=project_code)
+        project = sftp_access.live_project(self.conn, code=project_code)
         if project is None:
             raise InboxMappingError(f"no live project with code {project_code!r}")
         provider_id = None
         if provider_code is not None:
-            provider_id = sftp_jobs.provider_by_code(self.conn, provider_code)
+            provider_id = sftp_access.provider_by_code(self.conn, provider_code)
             if provider_id is None:
                 raise InboxMappingError(f"no provider with code {provider_code!r}")
-        refusal = sftp_jobs.import_refusal(self.conn, project[0], provider_id)
+        refusal = sftp_access.import_refusal(self.conn, project[0], provider_id)
         if refusal is not None:
             raise InboxMappingError(refusal)
         return project[0], provider_id

@@ -21,7 +21,7 @@ from dagster import (
     sensor,
 )
 
-from models import sftp_jobs
+from models import sftp_access, sftp_jobs
 from models.number_filters import FilterError, NumberFilters
 from sensors.inbox import import_run_config
 
@@ -51,9 +51,9 @@ def export_run_config(job_id: int) -> dict[str, Any]:
 
 
 def _check_import(conn: Any, job: sftp_jobs.JobRow) -> str:
-    if job.project_id is None or sftp_jobs.live_project(conn, id=job.project_id) is None:
+    if job.project_id is None or sftp_access.live_project(conn, id=job.project_id) is None:
         raise RequestError(f"project {job.project_id} does not exist or is deleted")
-    refusal = sftp_jobs.import_refusal(conn, job.project_id, job.provider_id)
+    refusal = sftp_access.import_refusal(conn, job.project_id, job.provider_id)
     if refusal is not None:  # the rule the API and the inbox apply too
         raise RequestError(refusal)
     column_map = job.params.get("column_map")
@@ -63,7 +63,7 @@ def _check_import(conn: Any, job: sftp_jobs.JobRow) -> str:
 
 
 def _check_export(conn: Any, job: sftp_jobs.JobRow) -> None:
-    if job.project_id is None or sftp_jobs.live_project(conn, id=job.project_id) is None:
+    if job.project_id is None or sftp_access.live_project(conn, id=job.project_id) is None:
         raise RequestError(f"project {job.project_id} does not exist or is deleted")
     try:
         NumberFilters.from_params(job.params.get("filters") or {})

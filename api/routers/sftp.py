@@ -34,7 +34,7 @@ from api.schemas.sftp import (
 )
 from api.scope import get_project_or_404, visible_project_ids
 from api.strict_query import StrictQuery
-from models import sftp_jobs
+from models import sftp_access, sftp_jobs
 from models.number_filters import FILTER_NAMES, filters_as_params
 from models.sftp_layout import export_path, export_stem
 from models.tables import Project, Provider, SftpJob
@@ -62,7 +62,7 @@ def job_visible(user: CurrentUser) -> ColumnElement[bool]:
 
 def _provider_or_400(session: Session, field: str, **where: Any) -> Provider:
     """The provider named by id or folder code; whether it may deliver to the project is
-    sftp_jobs.import_refusal's call (the rule the inbox obeys too)."""
+    sftp_access.import_refusal's call (the rule the inbox obeys too)."""
     provider = session.scalar(select(Provider).filter_by(**where))
     if provider is None:
         what = f"code {where['code']!r}" if "code" in where else str(where.get("id"))
@@ -132,7 +132,7 @@ def request_import(
     project = get_project_or_404(session, user, body.project_id, for_update=True)
     provider_id = _check_import(session, body, project)
     conn = _conn(session)
-    refusal = sftp_jobs.import_refusal(conn, project.id, provider_id)
+    refusal = sftp_access.import_refusal(conn, project.id, provider_id)
     if refusal is not None:
         field = "provider_id" if body.provider_id is not None else "file_path"
         raise FieldError(field, refusal[0].upper() + refusal[1:] + ".")

@@ -13,7 +13,7 @@ import time
 
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 
-from models import sftp_jobs
+from models import sftp_access, sftp_jobs
 from models.number_filters import FilterError, NumberFilters, copy_query
 from models.sftp_layout import export_path, export_stem
 from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
@@ -43,7 +43,7 @@ def numbers_export(
         if job is None or job.job_type != "export":
             raise final_failure(f"sftp job {config.job_id} does not exist or is not an export", 0)
         claimed = sftp_jobs.claim(conn, job.id, run_id)
-        project = sftp_jobs.live_project(conn, id=job.project_id) if job.project_id else None
+        project = sftp_access.live_project(conn, id=job.project_id) if job.project_id else None
     if claimed is None:
         return MaterializeResult(metadata={"job_id": job.id, "skipped": "already completed"})
     try:

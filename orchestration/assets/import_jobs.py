@@ -18,7 +18,7 @@ from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
-from models import sftp_jobs
+from models import sftp_access, sftp_jobs
 from models.sftp_layout import InboxMappingError, parse_inbox_path
 from orchestration.assets.common import final_failure
 from orchestration.resources import SFTPResource
@@ -72,13 +72,13 @@ def resolve_job(conn: Any, sftp_res: SFTPResource, job_id: int, path: str) -> sf
 def _job_for_materialisation(conn: Any, sftp_res: SFTPResource, path: str) -> sftp_jobs.JobRow:
     try:
         project_code, provider_code = parse_inbox_path(path)
-        project = sftp_jobs.live_project(conn, code=project_code)
+        project = sftp_access.live_project(conn, code=project_code)
         if project is None:
             raise InboxMappingError(f"no live project with code {project_code!r}")
-        provider_id = sftp_jobs.provider_by_code(conn, provider_code) if provider_code else None
+        provider_id = sftp_access.provider_by_code(conn, provider_code) if provider_code else None
         if provider_code and provider_id is None:
             raise InboxMappingError(f"no provider with code {provider_code!r}")
-        refusal = sftp_jobs.import_refusal(conn, project[0], provider_id)
+        refusal = sftp_access.import_refusal(conn, project[0], provider_id)
         if refusal is not None:
             raise InboxMappingError(refusal)
     except InboxMappingError as exc:

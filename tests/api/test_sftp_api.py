@@ -262,6 +262,27 @@ def test_export_names_are_per_project_and_never_reused(client, db, mine, theirs,
     assert client.post("/api/sftp/export/", json=body, headers=manager.headers).status_code == 202
 
 
+def test_racing_exports_to_one_name_admit_one(client, db, mine, admin) -> None:
+    """The project row lock serialises the name check: of N racing requests, one is 202."""
+    import threading
+
+    statuses: list[int] = []
+
+    def post() -> None:
+        body = {"project_id": mine.id, "file_name": "race"}
+        statuses.append(
+            client.post("/api/sftp/export/", json=body, headers=admin.headers).status_code
+        )
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [202, 409, 409, 409]
+    assert [j.file_path for j in jobs(db)] == ["outbox/acme/race.csv"]
+
+
 @pytest.mark.parametrize(
     ("patch", "field"),
     [
