@@ -60,7 +60,7 @@ def numbers_export(
             holder = sftp_jobs.export_holding(conn, final)
         if holder not in (None, job.id):
             raise final_failure(f"{final} belongs to export job {holder}; not overwritten", job.id)
-        return _export(context, job.id, filters, final, sftp, postgres)
+        return _export(context, claimed, filters, final, sftp, postgres)
     except SFTPUnavailable as exc:
         if context.retry_number < SFTP_RETRY.max_retries:
             context.log.warning(f"attempt {context.retry_number + 1}: {exc}; retrying")
@@ -73,6 +73,23 @@ def numbers_export(
     except Exception as exc:
         fail_job(postgres, job.id, f"export failed: {exc!r}", run_id)
         raise final_failure(f"export failed: {exc!r}", job.id) from exc
+
+
+def _write(
+    job_id: int, filters: NumberFilters, sftp: SFTPSession, part: str, postgres: PostgresResource
+) -> tuple[int, int]:
+    """COPY the numbers into the part file; (rows, bytes)."""
+    query, params = copy_query(filters)
+    written = 0
+    with postgres.connect(f"numbase-export:{job_id}") as conn:
+        with conn.cursor() as cur, sftp.open_write(part) as fh:
+            with cur.copy(query, params) as copy:
+                for block in copy:
+                    fh.write(bytes(block))
+                    written += len(block)
+            rows = cur.rowcount
+        conn.rollback()  # read-only; end the snapshot before the slow part
+    return rows, written
 
 
 def _publish(sftp: SFTPSession, part: str, final: str, job_id: int) -> None:
@@ -90,33 +107,42 @@ def _publish(sftp: SFTPSession, part: str, final: str, job_id: int) -> None:
 
 def _export(
     context: AssetExecutionContext,
-    job_id: int,
+    job: sftp_jobs.JobRow,
     filters: NumberFilters,
     final: str,
     sftp_res: SFTPResource,
     postgres: PostgresResource,
 ) -> MaterializeResult:
     started = time.perf_counter()
+    job_id = job.id
     part = f"{final}.job{job_id}.part"  # never shared with another job's upload
-    query, params = copy_query(filters)
-    written = 0
-    with (
-        sftp_res.session() as sftp,
-        postgres.connect(f"numbase-export:{job_id}") as conn,
-    ):
+    published = job.stats.get("published") or {}
+    with sftp_res.session() as sftp:
         sftp.makedirs(posixpath.dirname(final))
-        if sftp.stat(final) is not None:
-            raise final_failure(f"{final} already exists; an export never overwrites", job_id)
-        with conn.cursor() as cur, sftp.open_write(part) as fh:
-            with cur.copy(query, params) as copy:
-                for block in copy:
-                    fh.write(bytes(block))
-                    written += len(block)
-            rows = cur.rowcount
-        conn.rollback()  # read-only; end the snapshot before the slow part
-        _publish(sftp, part, final, job_id)
+        if (
+            published.get("path") == final
+            and sftp.stat(final) is not None
+            and sftp.stat(part) is None
+        ):
+            # An earlier attempt renamed its file into place and lost the connection before it
+            # could say so: the file is this job's, complete it without writing again.
+            rows, written = int(published["rows"]), int(published["bytes"])
+        else:
+            if sftp.stat(final) is not None:
+                raise final_failure(f"{final} already exists; an export never overwrites", job_id)
+            rows, written = _write(job_id, filters, sftp, part, postgres)
+            with postgres.connect("numbase-export-done", autocommit=True) as conn:
+                sftp_jobs.note(conn, job_id, published={"path": final, "rows": rows,
+                                                        "bytes": written})  # fmt: skip
+            try:
+                _publish(sftp, part, final, job_id)
+            except Failure:  # the name was taken meanwhile: the file there is not ours
+                with postgres.connect("numbase-export-done", autocommit=True) as conn:
+                    sftp_jobs.note(conn, job_id, published=None)
+                raise
     seconds = time.perf_counter() - started
     stats = {
+        "published": {"path": final, "rows": rows, "bytes": written},
         "rows": rows,
         "bytes": written,
         "seconds": round(seconds, 3),

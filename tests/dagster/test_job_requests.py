@@ -174,3 +174,27 @@ def test_an_export_never_replaces_a_file_it_did_not_write(harness: Harness, fact
     assert not harness.execute(request).success
     assert harness.read("outbox/own/report.csv") == "someone else's file\n"
     assert "already exists" in harness.job(job_id)["error_log"]
+
+
+def test_export_whose_rename_landed_before_a_drop_completes_on_retry(
+    harness: Harness, factory
+) -> None:
+    """An attempt renamed its file into place, then lost the connection before completing the
+    job: the next attempt finds its own file (noted as published, no .part left) and completes
+    the job instead of failing it for a name clash."""
+    project = factory.project(code="pub")
+    harness.upload("outbox/pub/done.csv", b"phone_number\n+79160000001\n")
+    job_id = _insert_job(
+        harness, job_type="export", project_id=project.id, params={"name": "done"},
+    )  # fmt: skip
+    with harness.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE sftp_jobs SET stats = CAST(:s AS jsonb) WHERE id = :i"),
+            {"s": json.dumps({"published": {"path": "outbox/pub/done.csv", "rows": 1,
+                                             "bytes": 27}}), "i": job_id},
+        )  # fmt: skip
+    [request] = harness.tick(sftp_export_requests_sensor).run_requests
+    assert harness.execute(request).success
+    job = harness.job(job_id)
+    assert (job["status"], job["records_count"]) == ("completed", 1)
+    assert harness.read("outbox/pub/done.csv") == "phone_number\n+79160000001\n"
