@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     sftp_key_file: Path | None = None
     sftp_known_hosts: Path | None = None
     sftp_host_key_policy: Literal["known_hosts", "accept_new"] = "accept_new"
+    # Inbox: a file must hold still this long before it is imported (done-markers skip it), and
+    # an incomplete one (no final line break, no zip directory) is rejected as truncated after
+    # holding still this long.
+    sftp_settle_seconds: int = Field(30, ge=0)
+    sftp_incomplete_timeout_seconds: int = Field(1800, ge=1)
 
     # Processes started by `numbase up`.
     api_host: str = "127.0.0.1"

@@ -299,6 +299,12 @@ class SftpJob(Base):
         Index("ix_sftp_jobs_status", "status"),
         Index("ix_sftp_jobs_project_created", "project_id", "created_at"),
         Index("ix_sftp_jobs_created_at", "created_at"),
+        Index(
+            "ix_sftp_jobs_project_content",
+            "project_id",
+            "content_sha256",
+            postgresql_where=text("content_sha256 IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -313,6 +319,8 @@ class SftpJob(Base):
     error_log: Mapped[str | None] = mapped_column(Text)
     records_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    # sha256 of the bytes an import read: a delivery's identity (not name + size + mtime).
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     started_at: Mapped[dt.datetime | None] = mapped_column(TZ)
     completed_at: Mapped[dt.datetime | None] = mapped_column(TZ)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from dagster import define_asset_job
 
+from models import sftp_jobs
 from orchestration.assets.exports import numbers_export
 from orchestration.assets.imports import phone_numbers
-from sensors import jobstore
 
 sftp_import_job = define_asset_job(
-    jobstore.IMPORT_JOB,
+    sftp_jobs.IMPORT_JOB,
     selection=[phone_numbers],
     description="Import one SFTP file (a partition of phone_numbers).",
     tags={"numbase/kind": "sftp_import"},
 )
 sftp_export_job = define_asset_job(
-    jobstore.EXPORT_JOB,
+    sftp_jobs.EXPORT_JOB,
     selection=[numbers_export],
     description="Export a project's numbers to the SFTP outbox.",
     tags={"numbase/kind": "sftp_export"},

@@ -21,8 +21,8 @@ from dagster import (
     sensor,
 )
 
+from models import sftp_access, sftp_jobs
 from models.number_filters import FilterError, NumberFilters
-from sensors import jobstore
 from sensors.inbox import import_run_config
 
 EXPORT_OP = "numbers_export"
@@ -50,17 +50,20 @@ def export_run_config(job_id: int) -> dict[str, Any]:
     return {"ops": {EXPORT_OP: {"config": {"job_id": job_id}}}}
 
 
-def _check_import(conn: Any, job: jobstore.JobRow) -> str:
-    if job.project_id is None or jobstore.live_project(conn, id=job.project_id) is None:
+def _check_import(conn: Any, job: sftp_jobs.JobRow) -> str:
+    if job.project_id is None or sftp_access.live_project(conn, id=job.project_id) is None:
         raise RequestError(f"project {job.project_id} does not exist or is deleted")
+    refusal = sftp_access.import_refusal(conn, job.project_id, job.provider_id)
+    if refusal is not None:  # the rule the API and the inbox apply too
+        raise RequestError(refusal)
     column_map = job.params.get("column_map")
     if column_map is not None and not isinstance(column_map, dict):
         raise RequestError("params.column_map must be an object like {'phone': 'Телефон'}")
     return clean_sftp_path(job.file_path)
 
 
-def _check_export(conn: Any, job: jobstore.JobRow) -> None:
-    if job.project_id is None or jobstore.live_project(conn, id=job.project_id) is None:
+def _check_export(conn: Any, job: sftp_jobs.JobRow) -> None:
+    if job.project_id is None or sftp_access.live_project(conn, id=job.project_id) is None:
         raise RequestError(f"project {job.project_id} does not exist or is deleted")
     try:
         NumberFilters.from_params(job.params.get("filters") or {})
@@ -70,7 +73,7 @@ def _check_export(conn: Any, job: jobstore.JobRow) -> None:
 
 @sensor(
     name="sftp_import_requests_sensor",
-    job_name=jobstore.IMPORT_JOB,
+    job_name=sftp_jobs.IMPORT_JOB,
     minimum_interval_seconds=5,
     required_resource_keys={"postgres"},
     default_status=DefaultSensorStatus.RUNNING,
@@ -80,28 +83,28 @@ def sftp_import_requests_sensor(context: SensorEvaluationContext) -> SensorResul
     requests: list[RunRequest] = []
     partitions: list[str] = []
     with context.resources.postgres.connect("numbase-job-sensor", autocommit=True) as conn:
-        for job in jobstore.pending_jobs(conn, "import"):
+        for job in sftp_jobs.pending_jobs(conn, "import"):
             try:
                 path = _check_import(conn, job)
             except RequestError as exc:
-                jobstore.mark_failed(conn, job.id, str(exc))
+                sftp_jobs.fail(conn, job.id, str(exc))
                 context.log.warning(f"sftp job {job.id} refused: {exc}")
                 continue
             if path != job.file_path:
-                conn.execute("UPDATE sftp_jobs SET file_path = %s WHERE id = %s", (path, job.id))
+                sftp_jobs.set_path(conn, job.id, path)
             partitions.append(path)
             requests.append(
                 RunRequest(
                     run_key=f"sftp_job:{job.id}",
                     partition_key=path,
                     run_config=import_run_config(job.id),
-                    tags={jobstore.JOB_TAG: str(job.id)},
+                    tags={sftp_jobs.JOB_TAG: str(job.id)},
                 )
             )
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=(
-            [AddDynamicPartitionsRequest(jobstore.INBOX_PARTITIONS, sorted(set(partitions)))]
+            [AddDynamicPartitionsRequest(sftp_jobs.INBOX_PARTITIONS, sorted(set(partitions)))]
             if partitions
             else []
         ),
@@ -110,7 +113,7 @@ def sftp_import_requests_sensor(context: SensorEvaluationContext) -> SensorResul
 
 @sensor(
     name="sftp_export_requests_sensor",
-    job_name=jobstore.EXPORT_JOB,
+    job_name=sftp_jobs.EXPORT_JOB,
     minimum_interval_seconds=5,
     required_resource_keys={"postgres"},
     default_status=DefaultSensorStatus.RUNNING,
@@ -119,18 +122,18 @@ def sftp_import_requests_sensor(context: SensorEvaluationContext) -> SensorResul
 def sftp_export_requests_sensor(context: SensorEvaluationContext) -> SensorResult:
     requests: list[RunRequest] = []
     with context.resources.postgres.connect("numbase-job-sensor", autocommit=True) as conn:
-        for job in jobstore.pending_jobs(conn, "export"):
+        for job in sftp_jobs.pending_jobs(conn, "export"):
             try:
                 _check_export(conn, job)
             except RequestError as exc:
-                jobstore.mark_failed(conn, job.id, str(exc))
+                sftp_jobs.fail(conn, job.id, str(exc))
                 context.log.warning(f"sftp job {job.id} refused: {exc}")
                 continue
             requests.append(
                 RunRequest(
                     run_key=f"sftp_job:{job.id}",
                     run_config=export_run_config(job.id),
-                    tags={jobstore.JOB_TAG: str(job.id)},
+                    tags={sftp_jobs.JOB_TAG: str(job.id)},
                 )
             )
     return SensorResult(run_requests=requests)

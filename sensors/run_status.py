@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import psycopg
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
-from sensors import jobstore
+from models import sftp_jobs
 
 
 def failure_message(context: RunFailureSensorContext) -> str:
@@ -26,11 +26,11 @@ def failure_message(context: RunFailureSensorContext) -> str:
 
 
 def fail_job_for_run(database_url: str, tags: Mapping[str, str], run_id: str, message: str) -> bool:
-    raw = tags.get(jobstore.JOB_TAG)
+    raw = tags.get(sftp_jobs.JOB_TAG)
     if not raw or not raw.isdigit():
         return False
     with psycopg.connect(database_url, autocommit=True, application_name="numbase-run-status") as c:
-        return jobstore.mark_failed(c, int(raw), message, run_id=run_id)
+        return sftp_jobs.fail(c, int(raw), message, run_id=run_id)
 
 
 def _database_url() -> str:
@@ -48,7 +48,7 @@ def _database_url() -> str:
 )
 def sftp_job_failure_sensor(context: RunFailureSensorContext) -> None:
     run = context.dagster_run
-    if jobstore.JOB_TAG not in run.tags:
+    if sftp_jobs.JOB_TAG not in run.tags:
         return
     if fail_job_for_run(_database_url(), run.tags, run.run_id, failure_message(context)):
-        context.log.info(f"sftp job {run.tags[jobstore.JOB_TAG]} marked failed (run {run.run_id})")
+        context.log.info(f"sftp job {run.tags[sftp_jobs.JOB_TAG]} marked failed (run {run.run_id})")

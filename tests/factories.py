@@ -13,6 +13,7 @@ from models.tables import (
     PhoneNumber,
     Project,
     ProjectMember,
+    ProjectProvider,
     ProjectSchedule,
     Provider,
     User,
@@ -48,11 +49,14 @@ class Factory:
             self._save(ProjectMember(project_id=project.id, user_id=user.id))
         return project
 
-    def provider(self, **kw: Any) -> Provider:
+    def provider(self, *, projects: list[Project] | None = None, **kw: Any) -> Provider:
         n = next(_seq)
         kw.setdefault("code", f"prov{n}")
         kw.setdefault("name", f"Provider {n}")
-        return self._save(Provider(**kw))
+        provider = self._save(Provider(**kw))
+        for project in projects or []:
+            self._save(ProjectProvider(project_id=project.id, provider_id=provider.id))
+        return provider
 
     def geo(self, **kw: Any) -> Geo:
         kw.setdefault("country_code", "RU")

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
+import psycopg
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
@@ -33,7 +34,9 @@ from api.schemas.sftp import (
 )
 from api.scope import get_project_or_404, visible_project_ids
 from api.strict_query import StrictQuery
+from models import sftp_access, sftp_jobs
 from models.number_filters import FILTER_NAMES, filters_as_params
+from models.sftp_layout import export_path, export_stem
 from models.tables import Project, Provider, SftpJob
 
 router = APIRouter(prefix="/api/sftp", tags=["sftp"], dependencies=[StrictQuery])
@@ -49,7 +52,6 @@ ORDERING = {
     "project_id": SftpJob.project_id,
     "records_count": SftpJob.records_count,
 }
-ACTIVE = ("pending", "running")
 AUDITED = ("job_type", "project_id", "provider_id", "file_name", "file_path", "params")
 
 
@@ -59,12 +61,12 @@ def job_visible(user: CurrentUser) -> ColumnElement[bool]:
 
 
 def _provider_or_400(session: Session, field: str, **where: Any) -> Provider:
+    """The provider named by id or folder code; whether it may deliver to the project is
+    sftp_access.import_refusal's call (the rule the inbox obeys too)."""
     provider = session.scalar(select(Provider).filter_by(**where))
-    what = f"code {where['code']!r}" if "code" in where else str(where.get("id"))
     if provider is None:
+        what = f"code {where['code']!r}" if "code" in where else str(where.get("id"))
         raise FieldError(field, f"Provider {what} does not exist.")
-    if provider.status != "active":
-        raise FieldError(field, f"Provider {what} is {provider.status}, not active.")
     return provider
 
 
@@ -94,9 +96,14 @@ def _check_import(session: Session, body: ImportRequest, project: Project) -> in
     return provider.id if provider else None
 
 
-def _insert(session: Session, job: SftpJob, user: CurrentUser, client: ClientDep) -> SftpJob:
-    session.add(job)
-    session.flush()
+def _conn(session: Session) -> psycopg.Connection:
+    """The session's own connection: the lifecycle's rows commit with the audit row."""
+    return session.connection().connection.driver_connection  # type: ignore[return-value]
+
+
+def _requested(session: Session, job_id: int, user: CurrentUser, client: ClientDep) -> SftpJob:
+    job = session.get(SftpJob, job_id)
+    assert job is not None
     audit.record(
         session,
         action=f"sftp_{job.job_type}.requested",
@@ -116,6 +123,7 @@ def _insert(session: Session, job: SftpJob, user: CurrentUser, client: ClientDep
     response_model=SftpJobOut,
     status_code=202,
     summary="Request an import of a file on the SFTP server (a pending job)",
+    responses={409: {"description": "Another job is already importing this file."}},
 )
 def request_import(
     body: ImportRequest, session: SessionDep, user: UserDep, client: ClientDep
@@ -123,33 +131,32 @@ def request_import(
     # The project row lock serialises requests, so the duplicate check below cannot race.
     project = get_project_or_404(session, user, body.project_id, for_update=True)
     provider_id = _check_import(session, body, project)
-    busy = session.scalar(
-        select(SftpJob.id).where(
-            SftpJob.job_type == "import",
-            SftpJob.file_path == body.file_path,
-            SftpJob.status.in_(ACTIVE),
-        )
-    )
+    conn = _conn(session)
+    refusal = sftp_access.import_refusal(conn, project.id, provider_id)
+    if refusal is not None:
+        field = "provider_id" if body.provider_id is not None else "file_path"
+        raise FieldError(field, refusal[0].upper() + refusal[1:] + ".")
+    busy = sftp_jobs.active_import(conn, body.file_path)
     if busy is not None:
         raise conflict(f"Job {busy} is already importing {body.file_path}.")
-    job = SftpJob(
+    job_id = sftp_jobs.create_job(
+        conn,
         job_type="import",
         project_id=project.id,
         provider_id=provider_id,
         file_path=body.file_path,
-        file_name=body.file_path.rsplit("/", 1)[-1],
         params={"source": "api", "column_map": body.column_map or {}},
-        status="pending",
         requested_by=user.id,
     )
-    return _insert(session, job, user, client)
+    return _requested(session, job_id, user, client)
 
 
 @router.post(
     "/export/",
     response_model=SftpJobOut,
     status_code=202,
-    summary="Request a CSV export of a project's numbers to outbox/ (a pending job)",
+    summary="Request a CSV export of a project's numbers to outbox/<project code>/ (a pending job)",
+    responses={409: {"description": "The file name is taken by another export of the project."}},
 )
 def request_export(
     body: ExportRequest,
@@ -158,6 +165,7 @@ def request_export(
     settings: SettingsDep,
     client: ClientDep,
 ) -> SftpJob:
+    # The project row lock serialises this project's requests: two cannot take one name.
     project = get_project_or_404(session, user, body.project_id, for_update=True)
     unknown = sorted(set(body.filters) - FILTER_NAMES)
     if unknown:
@@ -167,30 +175,25 @@ def request_export(
     if filters.project_id not in (None, project.id):
         raise FieldError("filters.project_id", "Must be the job's project_id (or left out).")
     filters = replace(filters, project_id=project.id)
-    job = SftpJob(
+    conn = _conn(session)
+    if body.file_name is not None:
+        path = export_path(project.code, body.file_name.removesuffix(".csv"))
+        holder = sftp_jobs.export_holding(conn, path)
+        if holder is not None:
+            raise conflict(
+                f"Job {holder} already exports to {path}; a completed export is never "
+                "overwritten. Choose another file_name."
+            )
+    job_id = sftp_jobs.create_job(
+        conn,
         job_type="export",
         project_id=project.id,
         params={"source": "api", "filters": filters_as_params(filters)},
-        status="pending",
         requested_by=user.id,
     )
-    session.add(job)
-    session.flush()  # the id names the default file
-    stem = (body.file_name or f"{project.code}-export-{job.id}").removesuffix(".csv")
-    busy = session.scalar(
-        select(SftpJob.id).where(
-            SftpJob.job_type == "export",
-            SftpJob.status.in_(ACTIVE),
-            SftpJob.params["name"].astext == stem,
-            SftpJob.id != job.id,
-        )
-    )
-    if busy is not None:
-        raise conflict(f"Job {busy} is already writing outbox/{stem}.csv.")
-    job.params = {**job.params, "name": stem}  # type: ignore[dict-item]
-    job.file_name = f"{stem}.csv"
-    job.file_path = f"outbox/{stem}.csv"
-    return _insert(session, job, user, client)
+    stem = export_stem(body.file_name, project.code, job_id)  # the default name needs the id
+    sftp_jobs.name_export(conn, job_id, stem, export_path(project.code, stem))
+    return _requested(session, job_id, user, client)
 
 
 @router.get("/jobs/", response_model=Page[SftpJobOut], summary="List SFTP jobs in scope")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import Backoff, Failure, Jitter, RetryPolicy
 
+from models import sftp_jobs
 from orchestration.resources import PostgresResource
-from sensors import jobstore
 
 # SFTP network errors only (other failures raise Failure(allow_retries=False)):
 # waits of about 1, 3 and 7 seconds.
@@ -18,7 +18,7 @@ def fail_job(postgres: PostgresResource, job_id: int, message: str, run_id: str)
     """Best effort: when the database itself is down, the run-failure sensor does it later."""
     try:
         with postgres.connect("numbase-job-status", autocommit=True) as conn:
-            jobstore.mark_failed(conn, job_id, message, run_id=run_id)
+            sftp_jobs.fail(conn, job_id, message, run_id=run_id)
     except Exception:  # noqa: BLE001 - never mask the original error
         pass
 

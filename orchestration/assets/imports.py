@@ -1,14 +1,18 @@
 """The import asset: one dynamic partition per SFTP file, loaded through the bulk loader.
 
 Order of work, and why:
-1. claim the sftp_jobs row (pending/failed -> running; a completed job is never redone);
-2. download to a temp file (prefetch) - an SFTP network error retries with backoff;
-3. parse + load + mark the job completed + audit row in ONE transaction: the file lands whole
-   or not at all, and the row lock on the job serialises two runs of the same job;
-4. only after commit: upload `rejected/<file>.rejects.csv` (if rows were dropped) and move the
-   source to `processed/`. If that fails the retry finds the job completed and just archives.
+1. resolve and claim the sftp_jobs row (import_jobs.py; pending/failed -> running; a completed
+   job is never redone; a UI materialisation of an archived file re-imports the archived copy);
+2. download to a temp file (prefetch) - an SFTP network error retries with backoff. A file that
+   is not whole (models/delivery.py) or changed while downloading is not imported: the job fails
+   with the reason and the file stays for the inbox sensor to judge again;
+3. parse + load + content hash + mark the job completed + audit row in ONE transaction: the
+   file lands whole or not at all, and the row lock on the job serialises two runs of the job;
+4. only after commit: upload `rejected/<file>.job<id>.rejects.csv` (if rows were dropped) and
+   move the source to `processed/`. If that fails the retry finds the job completed and archives.
 A bad file (unreadable, no phone column, ...) goes to `rejected/` with `<file>.error.txt`; a
-database failure leaves the file in `inbox/` and the job failed.
+database failure leaves the file in `inbox/` and the job failed. The asset checks
+`counts_add_up` and `job_completed` report every run's health in the UI.
 """
 
 import csv
@@ -29,21 +33,16 @@ from dagster import (
 )
 from pydantic import Field
 
+from models import sftp_jobs
 from models.bulk import BulkLoadError, Reject, load_numbers
+from models.delivery import file_sha256, local_incomplete_reason
+from models.sftp_layout import archive_file, reject_file, rejects_report_path
 from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
+from orchestration.assets.import_jobs import CHECKS, check_results, resolve_job, source_path
 from orchestration.parsers import ParseError, parse_file
 from orchestration.resources import PostgresResource, SFTPResource, SFTPUnavailable
-from sensors import jobstore
-from sensors.inbox import (
-    PROCESSED,
-    REJECTED,
-    InboxMappingError,
-    moved_path,
-    parse_inbox_path,
-    reject_file,
-)
 
-inbox_files = DynamicPartitionsDefinition(name=jobstore.INBOX_PARTITIONS)
+inbox_files = DynamicPartitionsDefinition(name=sftp_jobs.INBOX_PARTITIONS)
 
 
 class ImportConfig(Config):
@@ -54,57 +53,18 @@ class ImportConfig(Config):
     )
 
 
-def archive_path(sftp: Any, path: str, job_id: int) -> str:
-    """processed/<same place>; never overwrite an earlier file of the same name."""
-    target = moved_path(path, PROCESSED)
-    if sftp.stat(target) is not None:
-        head, tail = posixpath.split(target)
-        stem, dot, ext = tail.rpartition(".")
-        tail = f"{stem}.job{job_id}.{ext}" if dot and stem else f"{tail}.job{job_id}"
-        target = posixpath.join(head, tail)
-    return target
-
-
-def _archive(sftp_res: SFTPResource, path: str, job_id: int) -> str | None:
+def _archive(
+    sftp_res: SFTPResource, postgres: PostgresResource, job: sftp_jobs.JobRow
+) -> str | None:
+    """Move the imported inbox file to processed/ and note where (a re-import reads it there)."""
+    assert job.file_path is not None
     with sftp_res.session() as sftp:
-        if sftp.stat(path) is None:
+        if sftp.stat(job.file_path) is None:
             return None
-        target = archive_path(sftp, path, job_id)
-        sftp.makedirs(posixpath.dirname(target))
-        sftp.rename(path, target)
-        return target
-
-
-def _resolve_job(conn: Any, job_id: int, path: str) -> jobstore.JobRow:
-    if job_id:
-        job = jobstore.get_job(conn, job_id)
-        if job is None or job.job_type != "import":
-            raise final_failure(f"sftp job {job_id} does not exist or is not an import", job_id)
-        if job.file_path != path:
-            raise final_failure(
-                f"sftp job {job_id} is for {job.file_path!r}, not partition {path!r}", job_id
-            )
-        return job
-    # A partition materialised by hand: map it by the folder convention, like the sensor.
-    try:
-        project_code, provider_code = parse_inbox_path(path)
-    except InboxMappingError as exc:
-        raise final_failure(f"{path}: {exc}", 0) from None
-    project = jobstore.live_project(conn, code=project_code)
-    provider_id = jobstore.provider_id_by_code(conn, provider_code) if provider_code else None
-    if project is None or (provider_code and provider_id is None):
-        raise final_failure(f"{path}: no live project/provider for this folder", 0)
-    new_id = jobstore.create_job(
-        conn,
-        job_type="import",
-        project_id=project[0],
-        provider_id=provider_id,
-        file_path=path,
-        params={"source": "dagster-ui"},
-    )
-    job = jobstore.get_job(conn, new_id)
-    assert job is not None
-    return job
+        target = archive_file(sftp, job.file_path, job.id)
+    with postgres.connect("numbase-import-archived", autocommit=True) as conn:
+        sftp_jobs.note(conn, job.id, archived_to=target)
+    return target
 
 
 @asset(
@@ -113,6 +73,7 @@ def _resolve_job(conn: Any, job_id: int, path: str) -> jobstore.JobRow:
     retry_policy=SFTP_RETRY,
     group_name="sftp",
     kinds={"sftp", "postgres"},
+    check_specs=CHECKS,
     description="Phone numbers imported from SFTP files: one partition per file "
     "(inbox/<project>/[<provider>/]<file>), loaded through the bulk loader.",
 )
@@ -125,13 +86,17 @@ def phone_numbers(
     path = context.partition_key
     run_id = context.run.run_id
     with postgres.connect("numbase-import-claim", autocommit=True) as conn:
-        job = _resolve_job(conn, config.job_id, path)
-        claimed = jobstore.mark_running(conn, job.id, run_id)
+        job = resolve_job(conn, sftp, config.job_id, path)
+        claimed = sftp_jobs.claim(conn, job.id, run_id)
     if claimed is None:
         # Completed by an earlier attempt/run: never load twice, only finish the archiving.
-        moved = _archive(sftp, path, job.id)
+        moved = _archive(sftp, postgres, job) if "read_from" not in job.params else None
         context.log.info(f"job {job.id} already completed; archived leftover: {moved}")
-        return MaterializeResult(metadata={"job_id": job.id, "skipped": "already completed"})
+        with postgres.connect("numbase-import-checks", autocommit=True) as conn:
+            checks = check_results(conn, job.id)
+        return MaterializeResult(
+            metadata={"job_id": job.id, "skipped": "already completed"}, check_results=checks
+        )
     try:
         return _import(context, claimed, sftp, postgres)
     except SFTPUnavailable as exc:
@@ -142,9 +107,15 @@ def phone_numbers(
         raise final_failure(f"SFTP unavailable after retries: {exc}", job.id) from exc
     except ParseError as exc:
         reason = f"{path}: {exc.reason}"
-        where = _reject(sftp, path, reason)
+        # An archived copy read again stays archived; an inbox file goes to rejected/.
+        where = None if "read_from" in job.params else _reject(sftp, path, reason, job.id)
+        if where:
+            _moved(postgres, job.id, where)
         fail_job(postgres, job.id, reason + (f" (moved to {where})" if where else ""), run_id)
         raise final_failure(reason, job.id, rejected_to=where or "") from None
+    except NotWhole as exc:
+        fail_job(postgres, job.id, str(exc), run_id)
+        raise final_failure(str(exc), job.id) from None
     except BulkLoadError as exc:
         fail_job(postgres, job.id, f"{path}: {exc}", run_id)
         raise final_failure(f"{path}: {exc}", job.id) from None
@@ -156,29 +127,66 @@ def phone_numbers(
         raise final_failure(message, job.id) from exc
 
 
-def _reject(sftp_res: SFTPResource, path: str, reason: str) -> str | None:
+class NotWhole(Exception):
+    """The downloaded file is not the whole delivery; nothing is imported, the file stays."""
+
+
+def _whole_or_refuse(
+    job: sftp_jobs.JobRow, source: str, local: Path, before: Any, after: Any
+) -> None:
+    """Never import part of a file: one still changing, or one that does not end whole."""
+    size = local.stat().st_size
+    if before is None or after is None or (before.st_size, before.st_mtime) != (
+        after.st_size, after.st_mtime
+    ) or after.st_size != size:  # fmt: skip
+        raise NotWhole(
+            f"{source} changed while it was downloaded (upload still running?); not imported, "
+            "the inbox sensor imports it once it is whole"
+        )
+    if job.params.get("done_marker"):
+        return  # the vendor's marker says whole (a last line without a line break is fine)
+    reason = local_incomplete_reason(local)
+    if reason is not None:
+        raise NotWhole(f"{source}: {reason}; not imported, the file stays where it is")
+
+
+def _moved(postgres: PostgresResource, job_id: int, path: str) -> None:
+    """Record where the job's file went (the inbox path is then free for a new delivery)."""
+    try:
+        with postgres.connect("numbase-job-status", autocommit=True) as conn:
+            sftp_jobs.set_path(conn, job_id, path)
+    except Exception:  # noqa: BLE001 - the job still fails with its reason
+        pass
+
+
+def _reject(sftp_res: SFTPResource, path: str, reason: str, job_id: int) -> str | None:
     try:
         with sftp_res.session() as sftp:
-            return reject_file(sftp, path, reason)
+            return reject_file(sftp, path, reason, job_id)
     except Exception:  # noqa: BLE001 - the job still fails with its reason
         return None
 
 
 def _import(
     context: AssetExecutionContext,
-    job: jobstore.JobRow,
+    job: sftp_jobs.JobRow,
     sftp_res: SFTPResource,
     postgres: PostgresResource,
 ) -> MaterializeResult:
     path = job.file_path or context.partition_key
+    source = source_path(job, path)
     assert job.project_id is not None
     column_map = job.params.get("column_map") or {}
     with tempfile.TemporaryDirectory(prefix="numbase-import-") as tmp:
         local = Path(tmp) / "source"
         started = time.perf_counter()
         with sftp_res.session() as sftp:
-            size = sftp.download(path, local)
+            before = sftp.stat(source)
+            size = sftp.download(source, local)
+            after = sftp.stat(source)
         download_s = time.perf_counter() - started
+        _whole_or_refuse(job, source, local, before, after)
+        digest = file_sha256(local)
 
         rejects_file = Path(tmp) / "rejects.csv"
         with rejects_file.open("w", newline="", encoding="utf-8") as rej_fh:
@@ -192,7 +200,7 @@ def _import(
                 postgres.connect(f"numbase-import:{job.id}") as conn,
                 conn.transaction(),
             ):
-                locked = jobstore.get_job(conn, job.id, lock=True)
+                locked = sftp_jobs.get_job(conn, job.id, lock=True)
                 if locked is None or locked.status != "running":
                     raise final_failure(f"job {job.id} changed meanwhile ({locked})", job.id)
                 result = load_numbers(
@@ -211,7 +219,10 @@ def _import(
                     "total_seconds": round(time.perf_counter() - started, 3),
                 }
                 stats["rejects"] = [vars(r) for r in result.rejects]
-                jobstore.mark_completed(
+                if source != path:
+                    stats["read_from"] = source
+                sftp_jobs.set_content(conn, job.id, digest)
+                sftp_jobs.complete(
                     conn, job.id, records=result.inserted, stats=stats,
                     action="sftp_import.completed",
                 )  # fmt: skip
@@ -222,17 +233,20 @@ def _import(
         archive_error = ""
         try:
             if result.invalid:
-                report = moved_path(path, REJECTED) + ".rejects.csv"
+                report = rejects_report_path(path, job.id)
                 with sftp_res.session() as sftp:
                     sftp.makedirs(posixpath.dirname(report))
                     sftp.upload(rejects_file, report)
-            archived = _archive(sftp_res, path, job.id)
+            if source == path:  # a re-import leaves the archived copy where it is
+                archived = _archive(sftp_res, postgres, job)
         except SFTPUnavailable:
             raise
         except Exception as exc:
             archive_error = f"committed, but archiving failed: {exc!r}"
             context.log.warning(f"{path}: {archive_error}")
     total = time.perf_counter() - started
+    with postgres.connect("numbase-import-checks", autocommit=True) as conn:
+        checks = check_results(conn, job.id)
     context.log.info(
         f"{path}: read {result.read}, inserted {result.inserted}, invalid {result.invalid}, "
         f"duplicates {result.duplicate_in_input}+{result.already_present} in {total:.1f}s"
@@ -251,6 +265,8 @@ def _import(
             "load_seconds": round(result.seconds, 3),
             "rows_per_second": round(result.read / total, 1) if total else 0.0,
             "bytes": size,
+            "sha256": digest,
+            "read_from": source,
             "archived_to": archived or "",
             "archive_error": archive_error,
             "rejects_report": report or "",
@@ -258,5 +274,6 @@ def _import(
                 "\n".join(f"- line {r.line}: `{r.raw}` {r.reason}" for r in result.rejects)
                 or "none"
             ),
-        }
+        },
+        check_results=checks,
     )

@@ -47,7 +47,7 @@ def test_import_request_inserts_a_pending_job_and_its_audit_row(
     request, client, db, mine, factory, role
 ) -> None:
     actor = request.getfixturevalue(role)
-    provider = factory.provider(code="leadco")
+    provider = factory.provider(code="leadco", projects=[mine])
     body = {
         "project_id": mine.id,
         "file_path": "inbox/acme/leadco/may.csv",
@@ -136,9 +136,10 @@ def test_import_body_errors_name_the_field(client, db, mine, admin, patch, field
 
 
 def test_import_provider_checks(client, db, mine, admin, factory) -> None:
-    leadco = factory.provider(code="leadco")
-    other = factory.provider(code="other")
-    sleepy = factory.provider(code="sleepy", status="inactive")
+    leadco = factory.provider(code="leadco", projects=[mine])
+    other = factory.provider(code="other", projects=[mine])
+    sleepy = factory.provider(code="sleepy", status="inactive", projects=[mine])
+    factory.provider(code="stranger")  # active, but not linked to the project
     url, h = "/api/sftp/import/", admin.headers
     cases = [
         ({"provider_id": 10**9, "file_path": "inbox/acme/a.csv"}, "provider_id", "does not exist"),
@@ -146,6 +147,7 @@ def test_import_provider_checks(client, db, mine, admin, factory) -> None:
         ({"file_path": "inbox/acme/sleepy/a.csv"}, "file_path", "inactive"),
         ({"provider_id": other.id, "file_path": "inbox/acme/leadco/a.csv"}, "provider_id",
          "'leadco'"),
+        ({"file_path": "inbox/acme/stranger/a.csv"}, "file_path", "not linked to this project"),
     ]  # fmt: skip
     for patch, field, words in cases:
         resp = client.post(url, json={"project_id": mine.id, **patch}, headers=h)
@@ -204,7 +206,7 @@ def test_export_request_stores_validated_filters(request, client, db, mine, role
     assert (job.job_type, job.status, job.project_id, job.requested_by) == (
         "export", "pending", mine.id, actor.user.id,
     )  # fmt: skip
-    assert (job.file_name, job.file_path) == ("may-leads.csv", "outbox/may-leads.csv")
+    assert (job.file_name, job.file_path) == ("may-leads.csv", "outbox/acme/may-leads.csv")
     assert job.params == {
         "source": "api",
         "name": "may-leads",
@@ -229,12 +231,56 @@ def test_export_request_stores_validated_filters(request, client, db, mine, role
 def test_export_default_name_and_busy_name(client, db, mine, admin) -> None:
     resp = client.post("/api/sftp/export/", json={"project_id": mine.id}, headers=admin.headers)
     job_id = resp.json()["id"]
-    assert resp.json()["file_path"] == f"outbox/acme-export-{job_id}.csv"
+    assert resp.json()["file_path"] == f"outbox/acme/acme-export-{job_id}.csv"
     assert resp.json()["params"]["filters"] == {"project_id": mine.id}
     body = {"project_id": mine.id, "file_name": f"acme-export-{job_id}"}
     busy = client.post("/api/sftp/export/", json=body, headers=admin.headers)
     assert busy.status_code == 409 and "outbox/" in busy.json()["detail"]
     assert len(jobs(db)) == 1 and len(audit_rows(db)) == 1
+
+
+def test_export_names_are_per_project_and_never_reused(client, db, mine, theirs, manager) -> None:
+    """A manager of acme exporting under the name of beta's completed export writes acme's own
+    file; a name held by any export of the project that did not fail is a 409."""
+    add_job(db, job_type="export", project_id=theirs.id, file_path="outbox/beta/may.csv",
+            file_name="may.csv", params={"name": "may"})  # fmt: skip
+    body = {"project_id": mine.id, "file_name": "may"}
+    first = client.post("/api/sftp/export/", json=body, headers=manager.headers)
+    assert first.status_code == 202, first.text
+    assert first.json()["file_path"] == "outbox/acme/may.csv"
+    with db.begin() as conn:
+        conn.execute(text("UPDATE sftp_jobs SET status = 'completed' WHERE id = :i"),
+                     {"i": first.json()["id"]})  # fmt: skip
+    before = table_state(db, "sftp_jobs")
+    clash = client.post("/api/sftp/export/", json=body, headers=manager.headers)
+    assert clash.status_code == 409 and "outbox/acme/may.csv" in clash.json()["detail"]
+    assert table_state(db, "sftp_jobs") == before
+    with db.begin() as conn:
+        conn.execute(text("UPDATE sftp_jobs SET status = 'failed' WHERE id = :i"),
+                     {"i": first.json()["id"]})  # fmt: skip
+    # A failed export never renamed its file into place: the name is free again.
+    assert client.post("/api/sftp/export/", json=body, headers=manager.headers).status_code == 202
+
+
+def test_racing_exports_to_one_name_admit_one(client, db, mine, admin) -> None:
+    """The project row lock serialises the name check: of N racing requests, one is 202."""
+    import threading
+
+    statuses: list[int] = []
+
+    def post() -> None:
+        body = {"project_id": mine.id, "file_name": "race"}
+        statuses.append(
+            client.post("/api/sftp/export/", json=body, headers=admin.headers).status_code
+        )
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [202, 409, 409, 409]
+    assert [j.file_path for j in jobs(db)] == ["outbox/acme/race.csv"]
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ from dagster import DagsterInstance, RunRequest, build_sensor_context, instance_
 from dagster._core.definitions.partitions.context import partition_loading_context
 from sqlalchemy import Engine, text
 
+from models import sftp_jobs
 from orchestration.definitions import build_definitions
 from orchestration.local_sftp import LocalSFTPServer
 from orchestration.resources import PostgresResource, SFTPResource
-from sensors import jobstore
 
 
 @pytest.fixture
@@ -112,9 +112,11 @@ class Harness:
         return result
 
     def execute(self, request: RunRequest, job_name: str | None = None) -> Any:
-        name = job_name or (jobstore.IMPORT_JOB if request.partition_key else jobstore.EXPORT_JOB)
+        name = job_name or (sftp_jobs.IMPORT_JOB if request.partition_key else sftp_jobs.EXPORT_JOB)
         if request.partition_key:
-            self.instance.add_dynamic_partitions(jobstore.INBOX_PARTITIONS, [request.partition_key])
+            self.instance.add_dynamic_partitions(
+                sftp_jobs.INBOX_PARTITIONS, [request.partition_key]
+            )
         return self.defs.resolve_job_def(name).execute_in_process(
             run_config=request.run_config,
             partition_key=request.partition_key,
@@ -148,7 +150,10 @@ def harness(
     postgres_resource: PostgresResource,
     dagster_instance: DagsterInstance,
     db: Engine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Harness:
+    # Two ticks apart is still enough here; tests of the settle time set their own.
+    monkeypatch.setenv("NUMBASE_SFTP_SETTLE_SECONDS", "0")
     return Harness(sftp_server, sftp_resource, postgres_resource, dagster_instance, db)
 
 

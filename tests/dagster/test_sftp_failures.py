@@ -39,7 +39,7 @@ BAD_FILES = {
         "no phone column",
     ),
     "garbage.csv": (
-        lambda p: p.write_bytes(bytes(range(256)) * 64),
+        lambda p: p.write_bytes(bytes(range(256)) * 64 + b"\n"),
         "binary data",
     ),
     "bomb.xlsx": (_zip_bomb, "zip bomb"),

@@ -19,7 +19,7 @@ def _drive(h: Harness) -> list:
 
 def test_csv_lands_with_exact_counts(harness: Harness, factory) -> None:
     project = factory.project(code="acme")
-    provider = factory.provider(code="leadco")
+    provider = factory.provider(code="leadco", projects=[project])
     good = phones(500)
     rows = [["phone", "name"]]
     rows += [[p, f"client {i}"] for i, p in enumerate(good)]
@@ -53,7 +53,7 @@ def test_csv_lands_with_exact_counts(harness: Harness, factory) -> None:
     assert attrs == "client 7"
     assert harness.exists("processed/acme/leadco/may.csv")
     assert not harness.exists("inbox/acme/leadco/may.csv")
-    report = harness.read("rejected/acme/leadco/may.csv.rejects.csv").splitlines()
+    report = harness.read(f"rejected/acme/leadco/may.csv.job{job['id']}.rejects.csv").splitlines()
     assert report[0] == "line,raw_value,reason"
     assert len(report) == 3 and "contains letters" in report[1]
     audit = harness.rows("SELECT actor, action FROM audit_log WHERE entity_id = :i", i=job["id"])
@@ -134,18 +134,17 @@ def test_same_file_dropped_again_is_not_loaded_twice(harness: Harness, factory) 
     rerun = harness.execute(_request_for(first))
     assert rerun.success and _meta(rerun)["skipped"] == "already completed"
 
-    # The same file delivered again (a later mtime) is a new job that inserts nothing.
+    # The same bytes delivered again (a later mtime) are the same delivery: archived, no run.
     harness.upload("inbox/again/list.csv", data)
     with harness.sftp.session() as s:
         s.sftp.utime("inbox/again/list.csv", (2_000_000_000, 2_000_000_000))
-    [second] = _drive(harness)
-    assert second.success
-    meta = _meta(second)
-    assert (meta["inserted"], meta["already_present"]) == (0, 400)
+    assert _drive(harness) == []
     assert harness.count(project.id) == 400
+    assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 1
     assert harness.job(job_id)["records_count"] == 400
+    assert not harness.exists("inbox/again/list.csv")
     assert harness.exists("processed/again/list.csv")
-    assert any(p.name.startswith("list.job") for p in (harness.root / "processed/again").iterdir())
+    assert harness.exists(f"processed/again/list.job{job_id}.csv")
 
 
 def test_imported_bytes_seen_again_are_archived_without_a_run(harness: Harness, factory) -> None:
@@ -199,3 +198,78 @@ def test_partition_materialised_from_the_ui_creates_its_own_job(harness: Harness
     assert (job["status"], job["params"]["source"], job["records_count"]) == (
         "completed", "dagster-ui", 42,
     )  # fmt: skip
+
+
+def _materialize(h: Harness, path: str):
+    from dagster import materialize
+
+    from orchestration.assets.imports import phone_numbers
+
+    h.instance.add_dynamic_partitions("sftp_inbox_files", [path])
+    return materialize(
+        [phone_numbers], partition_key=path, resources=h.resources, instance=h.instance,
+        raise_on_error=False,
+    )  # fmt: skip
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_rerunning_an_imported_partition_from_the_ui_reimports_the_archive(
+    harness: Harness, factory
+) -> None:
+    """The data engineer's first instinct: materialise the partition again. The file is in
+    processed/ by now; the archived copy is imported again, idempotently, and stays there."""
+    project = factory.project(code="rerun")
+    path = "inbox/rerun/list.csv"
+    harness.upload(path, csv_bytes([["phone"], *[[p] for p in phones(30)]]))
+    [first] = _drive(harness)
+    assert first.success and _checks(first) == {"counts_add_up": True, "job_completed": True}
+    first_job = harness.job(int(first.dagster_run.tags["numbase/sftp_job_id"]))
+
+    again = _materialize(harness, path)
+    assert again.success, again.get_step_failure_events()
+    meta = _meta(again)
+    assert (meta["inserted"], meta["already_present"]) == (0, 30)
+    assert meta["read_from"] == "processed/rerun/list.csv"
+    assert _checks(again) == {"counts_add_up": True, "job_completed": True}
+    assert harness.count(project.id) == 30
+    assert harness.job(first_job["id"])["status"] == "completed"  # the good import stays good
+    assert harness.exists("processed/rerun/list.csv") and not harness.exists(path)
+    jobs = harness.rows("SELECT status, params->>'source' AS source FROM sftp_jobs ORDER BY id")
+    assert [(j["status"], j["source"]) for j in jobs] == [
+        ("completed", "inbox"), ("completed", "dagster-ui"),
+    ]  # fmt: skip
+
+
+def test_ui_materialisation_of_a_file_that_is_nowhere_is_refused_up_front(
+    harness: Harness, factory
+) -> None:
+    factory.project(code="nowhere")
+    result = _materialize(harness, "inbox/nowhere/ghost.csv")
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert "upload it again to inbox/nowhere/ghost.csv" in failure.step_failure_data.error.message
+    assert harness.scalar("SELECT count(*) FROM sftp_jobs") == 0  # nothing turned red
+
+
+def test_reexecuting_the_run_of_a_rejected_file_says_why_and_changes_nothing(
+    harness: Harness, factory
+) -> None:
+    """Re-execute (same config) of a run whose file went to rejected/: refused up front with
+    the reason, not a misleading FileNotFoundError; the job keeps its original error."""
+    factory.project(code="rx")
+    harness.upload("inbox/rx/a.csv", b"name\nIvan\n")
+    [first] = _drive(harness)
+    assert not first.success
+    job_id = int(first.dagster_run.tags["numbase/sftp_job_id"])
+    before = harness.job(job_id)
+    assert before["file_path"] == "rejected/rx/a.csv"
+    again = harness.execute(_request_for(first))
+    assert not again.success
+    [failure] = again.get_step_failure_events()
+    assert "FileNotFoundError" not in failure.step_failure_data.error.message
+    assert "rejected/rx/a.csv" in failure.step_failure_data.error.message
+    after = harness.job(job_id)
+    assert (after["status"], after["error_log"]) == ("failed", before["error_log"])

@@ -382,7 +382,7 @@ def test_the_platform_end_to_end(platform: Platform) -> None:
             "/api/sftp/export/", headers=manager, json={"project_id": pid, "file_name": "e2e-out"}
         )
     )
-    assert export["file_path"] == "outbox/e2e-out.csv"
+    assert export["file_path"] == "outbox/e2e/e2e-out.csv"
 
     def exported() -> dict[str, Any] | None:
         state = http.get(f"/api/sftp/jobs/{export['id']}/", headers=manager).json()
@@ -393,7 +393,7 @@ def test_the_platform_end_to_end(platform: Platform) -> None:
     client, sftp = p.sftp()
     try:
         buf = io.BytesIO()
-        sftp.getfo("outbox/e2e-out.csv", buf)
+        sftp.getfo("outbox/e2e/e2e-out.csv", buf)
     finally:
         client.close()
     rows = list(csv.DictReader(io.StringIO(buf.getvalue().decode("utf-8"))))
