@@ -1,7 +1,7 @@
 """sftp_jobs: the sha256 of the delivered bytes (a delivery's identity)
 
 Revision ID: 0003_sftp
-Revises: 0001
+Revises: 0002_auth
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_sftp"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_auth"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
