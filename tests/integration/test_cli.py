@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+import pytest
+from psycopg import sql
 from sqlalchemy import select
 
 from api.security import verify_password
@@ -59,3 +65,66 @@ def test_db_current_reports_head(database_url) -> None:
 
     proc = _cli(database_url, "db", "current")
     assert proc.returncode == 0 and proc.stdout.strip() == head_revision()
+
+
+@pytest.fixture
+def empty_database(server_url: str) -> Iterator[str]:
+    """A database on the test server that nobody has migrated (a fresh NUMBASE_DATA_DIR's)."""
+    name = f"numbase_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"{server_url.rpartition('/')[0]}/{name}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+CREATE_ADMIN = ("create-user", "--username", "root", "--email", "root@example.com", "--role",
+                "admin", "--password-stdin")  # fmt: skip
+
+
+def test_create_user_on_an_unmigrated_database_says_what_to_do(empty_database) -> None:
+    proc = _cli(empty_database, *CREATE_ADMIN, stdin="a-strong-password\n")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "has no numbase schema" in proc.stderr and "numbase db upgrade" in proc.stderr
+    assert empty_database.rpartition("/")[2] in proc.stderr  # names the database it looked at
+    with psycopg.connect(empty_database) as conn:  # and created nothing there
+        assert (
+            conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+            == 0
+        )
+
+
+def test_create_user_behind_head_or_unreachable_says_what_to_do(empty_database) -> None:
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('0000old')")
+    behind = _cli(empty_database, *CREATE_ADMIN, stdin="a-strong-password\n")
+    assert behind.returncode == 2 and "Traceback" not in behind.stderr
+    assert "revision 0000old" in behind.stderr and "numbase db upgrade" in behind.stderr
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gone = _cli(f"postgresql://postgres:hunter2@127.0.0.1:{port}/x", *CREATE_ADMIN,
+                stdin="a-strong-password\n")  # fmt: skip
+    assert gone.returncode == 2 and "Traceback" not in gone.stderr
+    assert "cannot connect" in gone.stderr and "hunter2" not in gone.stderr
+
+
+def test_create_user_in_a_fresh_data_dir_names_the_folder(tmp_path: Path) -> None:
+    """The issue's case: the embedded PostgreSQL of another NUMBASE_DATA_DIR, never migrated."""
+    data_dir = tmp_path / "elsewhere"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBASE_")}
+    env["NUMBASE_DATA_DIR"] = str(data_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", *CREATE_ADMIN],
+        cwd=ROOT, env=env, input="a-strong-password\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "numbase db upgrade" in proc.stderr
+    assert f"NUMBASE_DATA_DIR={data_dir.resolve()}" in proc.stderr
+    # The server started just for the command is stopped again.
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
