@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,48 @@ def test_create_user_in_a_fresh_data_dir_names_the_folder(tmp_path: Path) -> Non
     assert f"NUMBASE_DATA_DIR={data_dir.resolve()}" in proc.stderr
     # The server started just for the command is stopped again.
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_first_admin_hint_repeats_until_a_user_exists(database_url, db, factory, capsys) -> None:
+    """`numbase up` frames the hint and repeats it (Dagster's log scrolls it away) until the
+    admin exists; then, or when the platform stops, it goes quiet."""
+    import threading
+
+    from cli.up import first_admin_hint, remind_first_admin
+    from models.settings import load_settings
+
+    hint = first_admin_hint(load_settings(database_url=database_url), [])
+    assert hint.splitlines()[0] == hint.splitlines()[-1] == "numbase: " + "=" * 72
+    assert "create-user --username admin" in hint
+
+    stop = threading.Event()
+    reminder = threading.Thread(
+        target=remind_first_admin, args=(database_url, hint, stop, 0.05, 0.05)
+    )
+    reminder.start()
+    deadline = time.monotonic() + 30
+    seen = ""
+    while seen.count("no users yet") < 2:
+        assert time.monotonic() < deadline, f"the hint was not repeated: {seen!r}"
+        time.sleep(0.05)
+        seen += capsys.readouterr().out
+    factory.user(role="admin")
+    reminder.join(30)
+    assert not reminder.is_alive(), "still reminding after the first user was created"
+    capsys.readouterr()
+    time.sleep(0.2)
+    assert capsys.readouterr().out == ""
+
+    stopped = threading.Thread(target=remind_first_admin, args=(database_url, hint, stop, 0, 0))
+    stopped.start()  # stop is already set: ends at once, prints nothing
+    stopped.join(5)
+    assert not stopped.is_alive()
+
+
+def test_first_admin_hint_names_a_non_default_data_dir(tmp_path, monkeypatch) -> None:
+    from cli.up import first_admin_hint
+    from models.settings import load_settings
+
+    monkeypatch.setenv("NUMBASE_DATA_DIR", str(tmp_path / "elsewhere"))
+    hint = first_admin_hint(load_settings(data_dir=tmp_path / "elsewhere", database_url=None), [])
+    assert f"NUMBASE_DATA_DIR={(tmp_path / 'elsewhere').resolve()} " in hint
