@@ -8,10 +8,13 @@ the test's pytest timeout (tests/e2e/budget.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -35,7 +38,19 @@ TEARDOWN_RESERVE = 60.0  # killing what a failed step left running
 TIMEOUT = fits(540.0, LIMITS, TEARDOWN_RESERVE)
 
 
-def _healthy(port: int) -> bool:
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """Outside pytest's tmp_path: as root the embedded server runs as another user, and every
+    pytest session that starts meanwhile on the machine makes /tmp/pytest-of-root 0700 again,
+    locking the server out of its own data folder."""
+    path = Path(tempfile.mkdtemp(prefix="numbase-e2e-up-")) / "data"
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> bool:
+    if proc.poll() is not None:
+        pytest.fail(f"numbase up exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
         return r.status == 200
 
@@ -104,15 +119,14 @@ def _all_gone(budget: Budget, step: str, data_dir: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT)
-def test_up_serves_health_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def test_up_serves_health_and_ctrl_c_stops_everything(data_dir: Path, tmp_path: Path) -> None:
     budget = Budget(TIMEOUT, LIMITS, TEARDOWN_RESERVE)
-    data_dir = tmp_path / "data"
     port = free_port()
     log = tmp_path / "up-1.log"
     budget.context = lambda: log.read_text(errors="replace")[-4000:] if log.exists() else ""
     proc = _start(data_dir, port, log)
     try:
-        budget.poll("first start healthy", lambda: _healthy(port))
+        budget.poll("first start healthy", lambda: _healthy(proc, port, log))
         assert (data_dir / "pgdata" / "PG_VERSION").exists()
         out = _stop(budget, "first Ctrl-C stop", proc, log)
         assert proc.returncode == 0, out
@@ -124,15 +138,16 @@ def test_up_serves_health_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
 
         # Second start: same data folder, no initdb, a user created in between is still there.
         with budget.step("create-user") as limit:
-            subprocess.run(
+            made = subprocess.run(
                 [sys.executable, "-m", "cli.main", "create-user", "--username", "boss", "--email",
                  "boss@example.com", "--role", "admin", "--password-stdin"],
-                cwd=ROOT, input="long-enough-pass\n", text=True, check=True,
+                cwd=ROOT, input="long-enough-pass\n", text=True,
                 capture_output=True, env=_env(data_dir), timeout=limit,
             )  # fmt: skip
+        assert made.returncode == 0, made.stderr[-3000:]
         log = tmp_path / "up-2.log"
         proc = _start(data_dir, port, log)
-        budget.poll("second start healthy", lambda: _healthy(port))
+        budget.poll("second start healthy", lambda: _healthy(proc, port, log))
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/auth/login/",
             data=b'{"username": "boss", "password": "long-enough-pass"}',

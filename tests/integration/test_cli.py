@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -115,9 +116,15 @@ def test_create_user_behind_head_or_unreachable_says_what_to_do(empty_database) 
     assert "cannot connect" in gone.stderr and "hunter2" not in gone.stderr
 
 
-def test_create_user_in_a_fresh_data_dir_names_the_folder(tmp_path: Path) -> None:
-    """The issue's case: the embedded PostgreSQL of another NUMBASE_DATA_DIR, never migrated."""
-    data_dir = tmp_path / "elsewhere"
+def test_create_user_in_a_fresh_data_dir_names_the_folder() -> None:
+    """The issue's case: the embedded PostgreSQL of another NUMBASE_DATA_DIR, never migrated.
+    Not in tmp_path: as root the server runs as another user, and any pytest session starting
+    meanwhile makes /tmp/pytest-of-root 0700 again (tests/e2e/test_up.py)."""
+    with tempfile.TemporaryDirectory(prefix="numbase-cli-") as tmp:
+        _create_user_in_fresh_data_dir(Path(tmp) / "elsewhere")
+
+
+def _create_user_in_fresh_data_dir(data_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBASE_")}
     env["NUMBASE_DATA_DIR"] = str(data_dir)
     proc = subprocess.run(
