@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
+from api.docs_ui import install_docs_ui
 from api.errors import install_error_handlers
 from api.event_batcher import EventBatcher
 from api.observability import install_observability
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         title="numbase API",
         version="0.1.0",
         description="Projects, providers, geo, phone numbers, SFTP jobs, conversion and SoftPhone.",
-        docs_url="/api/docs",
+        docs_url=None,  # api/docs_ui.py serves /api/docs without a CDN
         openapi_url="/api/openapi.json",
         redoc_url=None,
     )
@@ -68,4 +69,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(sftp.router)
     app.include_router(conversion.router)
     install_openapi(app)
+    install_docs_ui(app)
     return app

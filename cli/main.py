@@ -31,8 +31,9 @@ def _db_action(args: argparse.Namespace, url: str, migrate) -> int:  # type: ign
 
 
 def _cmd_create_user(args: argparse.Namespace) -> int:
-    from cli.users import create_user
+    from cli.users import DatabaseNotReady, create_user
     from models.db import database_for_command
+    from models.settings import get_settings
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -43,6 +44,16 @@ def _cmd_create_user(args: argparse.Namespace) -> int:
     try:
         with database_for_command() as url:
             user_id = create_user(url, args.username, password, args.role, args.email)
+    except DatabaseNotReady as exc:
+        print(f"numbase create-user: {exc}", file=sys.stderr)
+        settings = get_settings()
+        if settings.embedded_database:  # the usual cause: another folder than `numbase up`'s
+            print(
+                f"  (the embedded PostgreSQL of NUMBASE_DATA_DIR={settings.data_dir.resolve()}; "
+                "is that the folder `numbase up` uses?)",
+                file=sys.stderr,
+            )
+        return 2
     except ValueError as exc:
         print(f"numbase create-user: {exc}", file=sys.stderr)
         return 2

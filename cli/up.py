@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from pathlib import Path
 from models.settings import Settings, get_settings
 
 STOP_TIMEOUT = 20.0
+# The first-admin hint again after Dagster's start-up burst of log lines, then now and then,
+# for as long as there is no user (seconds).
+FIRST_ADMIN_REMINDERS = (30.0, 300.0)
 
 
 @dataclass
@@ -160,6 +164,7 @@ def run_platform(*, demo: bool = False, with_dagster: bool = True) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    no_more_reminders = threading.Event()
     try:
         for child in children:
             start_child(child, env)
@@ -167,7 +172,7 @@ def run_platform(*, demo: bool = False, with_dagster: bool = True) -> int:
             if child.ready_url and not wait_ready(child.ready_url, 90):
                 print(f"numbase: {child.name} did not become ready", file=sys.stderr)
                 return 1
-        _announce(settings, database_url, children)
+        _announce(settings, database_url, children, no_more_reminders)
         if demo:
             from cli.demo import DemoError, seed_demo
 
@@ -184,6 +189,7 @@ def run_platform(*, demo: bool = False, with_dagster: bool = True) -> int:
             time.sleep(0.5)
         return 0
     finally:
+        no_more_reminders.set()
         print("numbase: stopping...", flush=True)
         stop_children(children)
         if embedded and started_db:
@@ -191,23 +197,77 @@ def run_platform(*, demo: bool = False, with_dagster: bool = True) -> int:
         print("numbase: stopped", flush=True)
 
 
-def _announce(settings: Settings, database_url: str, children: list[Child]) -> None:
+def _announce(
+    settings: Settings, database_url: str, children: list[Child], stop_reminding: threading.Event
+) -> None:
+    for child in children:
+        print(f"numbase: {child.name:<12} {child.url}", flush=True)
+    print("numbase: running; press Ctrl-C to stop everything", flush=True)
+    if not _has_users(database_url):
+        # Last, framed, and repeated: Dagster logs plenty right after its UI answers.
+        hint = first_admin_hint(settings, children)
+        print(hint, flush=True)
+        threading.Thread(
+            target=remind_first_admin,
+            args=(database_url, hint, stop_reminding, *FIRST_ADMIN_REMINDERS),
+            name="first-admin-reminder",
+            daemon=True,
+        ).start()
+
+
+def _has_users(database_url: str) -> bool:
     from sqlalchemy import func, select
 
     from models.db import make_engine
     from models.tables import User
 
-    for child in children:
-        print(f"numbase: {child.name:<12} {child.url}", flush=True)
     engine = make_engine(database_url, pool_size=None)
-    with engine.connect() as conn:
-        users = conn.scalar(select(func.count()).select_from(User))
-    engine.dispose()
-    if not users:
-        print(
-            "numbase: no users yet - create the first admin with:\n"
-            "  .venv/bin/numbase create-user --username admin --email admin@example.com "
-            "--role admin --password-stdin",
-            flush=True,
-        )
-    print("numbase: running; press Ctrl-C to stop everything", flush=True)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.scalar(select(func.count()).select_from(User)))
+    finally:
+        engine.dispose()
+
+
+def first_admin_hint(settings: Settings, children: list[Child]) -> str:
+    """A block to copy from into a shell in the same folder: names the data folder when it is
+    not the default one, the usual reason a create-user finds an empty database."""
+    exe = Path(sys.executable).with_name("numbase")
+    program = "numbase"
+    if exe.exists():
+        program = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+    prefix = ""
+    if settings.embedded_database and "NUMBASE_DATA_DIR" in os.environ:
+        prefix = f"NUMBASE_DATA_DIR={settings.data_dir.resolve()} "
+    rule = "numbase: " + "=" * 72
+    lines = [
+        rule,
+        "numbase: no users yet - create the first admin (in another terminal):",
+        f"numbase:   {prefix}{program} create-user --username admin --email admin@example.com "
+        "--role admin --password-stdin",
+    ]
+    if not settings.embedded_database:
+        lines.append("numbase: (in a shell with the same NUMBASE_DATABASE_URL)")
+    docs = next((c.url for c in children if c.name == "API"), None)
+    if docs:
+        lines.append(f"numbase: then sign in with POST /api/auth/login/ (try it in {docs})")
+    return "\n".join([*lines, rule])
+
+
+def remind_first_admin(
+    database_url: str, hint: str, stop: threading.Event, first: float, every: float
+) -> None:
+    """Print the hint again after `first` seconds, then every `every`, until a user exists."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    delay = first
+    while not stop.wait(delay):
+        try:
+            if _has_users(database_url):
+                return
+        except SQLAlchemyError:  # the database going away is the supervisor's business
+            return
+        if stop.is_set():
+            return
+        print(hint, flush=True)
+        delay = every

@@ -3,7 +3,7 @@ same by hand)."""
 
 import datetime as dt
 
-from dagster import OpExecutionContext, ScheduleDefinition, job, op
+from dagster import DefaultScheduleStatus, OpExecutionContext, ScheduleDefinition, job, op
 
 from models.db import make_engine
 from models.maintenance import prune_auth_tables
@@ -30,6 +30,11 @@ def auth_housekeeping_job() -> None:
     prune_auth_tables_op()
 
 
+# Running from the first start of the daemon, like the conversion refresh: operators read "runs
+# daily" in docs/operations.md and should not have to find a switch in the Dagster UI.
 auth_housekeeping_schedule = ScheduleDefinition(
-    job=auth_housekeeping_job, cron_schedule="17 3 * * *", execution_timezone="UTC"
+    job=auth_housekeeping_job,
+    cron_schedule="17 3 * * *",
+    execution_timezone="UTC",
+    default_status=DefaultScheduleStatus.RUNNING,
 )
