@@ -42,7 +42,7 @@ def _stored(h: Harness, project_id: int) -> set[str]:
 
 def test_nul_and_undecodable_rows_are_rejected_alone_and_reported(harness: Harness, factory):
     project = factory.project(code="nul")
-    factory.provider(code=f"lead{project.id}")
+    factory.provider(code=f"lead{project.id}", projects=[project])
     good = phones(200)
     body = b"phone,name\n" + b"".join(f"{p},client {i}\n".encode() for i, p in enumerate(good))
     body += b"+7926\x000000001,nul in the phone\n"  # line 202
@@ -69,7 +69,7 @@ def test_nul_and_undecodable_rows_are_rejected_alone_and_reported(harness: Harne
 
 def test_spreadsheet_notation_that_lost_digits_is_rejected(harness: Harness, factory):
     project = factory.project(code="sci")
-    factory.provider(code=f"lead{project.id}")
+    factory.provider(code=f"lead{project.id}", projects=[project])
     rows = [
         "phone,note",
         "7.91612E+10,cut",  # was stored as +79161200000
@@ -99,7 +99,7 @@ def test_xlsx_numeric_cells_are_exact_and_text_notation_is_checked(
     from openpyxl import Workbook
 
     project = factory.project(code="xsci")
-    factory.provider(code=f"lead{project.id}")
+    factory.provider(code=f"lead{project.id}", projects=[project])
     wb = Workbook()
     ws = wb.active
     ws.append(["Телефон"])
@@ -116,7 +116,7 @@ def test_xlsx_numeric_cells_are_exact_and_text_notation_is_checked(
 
 def test_too_many_broken_rows_refuse_the_whole_file(harness: Harness, factory):
     project = factory.project(code="mix")
-    factory.provider(code=f"lead{project.id}")
+    factory.provider(code=f"lead{project.id}", projects=[project])
     head = b"phone,name\n" + b"".join(b"+7916%07d,ivan\n" % i for i in range(4000))
     tail = b"".join(f"+7926{i:07d},Иван\n".encode("cp1251") for i in range(1500))
     path = f"inbox/mix/lead{project.id}/mixed.csv"
