@@ -27,7 +27,7 @@ from api.errors import FieldError
 from api.observability import IMPORT_ROWS
 from api.schemas.numbers import BulkCreateIn, BulkCreateOut
 from api.scope import get_project_or_404
-from models.bulk import BulkLoadError, RowChunk, chunked, load_numbers
+from models.bulk import BulkLoadError, BulkLoadTimeout, RowChunk, chunked, load_numbers
 from models.settings import Settings
 
 PHONE_COLUMNS = (
@@ -164,6 +164,9 @@ def _load(
             region=region,
             reject_limit=REJECT_LIMIT,
         )
+    except BulkLoadTimeout:
+        session.rollback()
+        raise  # 503 naming the wait (api/errors.py): the input is fine, a retry may succeed
     except BulkLoadError as exc:
         session.rollback()
         raise FieldError("file" if source.startswith("csv") else "numbers", str(exc)) from None

@@ -31,6 +31,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
+from models.db import connect, db_timeouts
 from sensors.run_status import failure_message
 
 # What orchestration/ passes in: define_asset_job(...) results or plain jobs.
@@ -47,7 +48,11 @@ class ConversionRequestError(ValueError):
 
 
 def _connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=True, application_name="numbase-conversion")
+    # The lock timeout: a blocked status update fails this tick (retried on the next) instead
+    # of stalling the daemon's sensor loop.
+    return connect(
+        url, application_name="numbase-conversion", timeouts=db_timeouts(), autocommit=True
+    )
 
 
 def pending_requests(
