@@ -72,7 +72,7 @@ def mark_running(url: str, request_id: int, run_id: str) -> None:
     with _connect(url) as conn:
         conn.execute(
             "UPDATE conversion_requests SET status = 'running', dagster_run_id = %s,"
-            " started_at = now(), completed_at = NULL, error_log = NULL WHERE id = %s",
+            " started_at = clock_timestamp(), completed_at = NULL, error_log = NULL WHERE id = %s",
             (run_id, request_id),
         )
 
@@ -83,7 +83,8 @@ def mark_finished(
     """completed (error None) or failed with the error; never overwrites a finished row."""
     with _connect(url) as conn:
         conn.execute(
-            "UPDATE conversion_requests SET status = %s, error_log = %s, completed_at = now(),"
+            "UPDATE conversion_requests SET status = %s, error_log = %s,"
+            " completed_at = clock_timestamp(),"
             " dagster_run_id = coalesce(dagster_run_id, %s)"
             " WHERE id = %s AND status IN ('pending', 'running')",
             ("failed" if error else "completed", error, run_id, request_id),
