@@ -20,12 +20,15 @@ events of project B that happened to share A's group - and, with one flusher per
 group behind it (9.2 s measured). Now there are two lanes:
 
 * the **group lane** never waits for a row: it locks its numbers ``SKIP LOCKED``
-  (``NumbersBusy`` when one is taken) and waits at most ``group_lock_timeout`` (default 0.2 s,
-  ``SET LOCAL`` once per transaction: one round trip per group, not per request) for anything
-  else (a table lock, an uncommitted insert of the same event id). When numbers are busy, only
-  the requests that need them leave the group; the others are stored at once in a new group
-  transaction. Checking is free: the lock statement runs anyway, and SKIP LOCKED costs nothing
-  when nothing is locked - the common case pays nothing extra.
+  (``NumbersBusy`` when one is taken); when numbers are busy, only the requests that need them
+  leave the group and the others are stored at once in a new group transaction. Checking is
+  free: the lock statement runs anyway, and SKIP LOCKED costs nothing when nothing is locked.
+  For waits SKIP LOCKED cannot step around - a ``FOR UPDATE`` row lock (a delete, a key update)
+  that the call_events foreign-key check waits for, a table lock, an uncommitted insert of the
+  same event id - the group waits at most ``group_lock_timeout`` (default 0.2 s: far above a
+  concurrent group's few milliseconds, far below a bulk update's seconds; ``SET LOCAL`` once per
+  transaction, one round trip per group, not per request), then is halved until the request
+  that needs the lock is found (log2 of the group's size tries, at most).
 * the **waiting lane** takes the requests set aside, grouped the same way, and really waits -
   at most ``lock_timeout`` (NUMBASE_DB_LOCK_TIMEOUT_SECONDS). When the lock is released they are
   stored and applied as usual; when the wait times out, a ``SKIP LOCKED`` pass stores those of
