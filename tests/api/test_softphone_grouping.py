@@ -233,3 +233,29 @@ async def test_the_fast_path_answers_the_webhook_and_passes_everything_else_on(
     assert malformed.json() == {"non_field_errors": ["Malformed JSON body."]}
     assert (other.status_code, elsewhere.status_code) == (418, 418)
     assert passed_on == [("GET", URL), ("POST", "/api/softphone/other/")]
+
+
+async def test_two_workers_racing_on_the_same_numbers_apply_every_event_once(
+    db: Engine, factory, session: Session
+) -> None:
+    """Two processes' batchers (the API runs several workers) hammer the same five numbers: their
+    group lanes find each other's numbers busy (SKIP LOCKED) and set requests aside to wait;
+    every event is still stored and counted exactly once, none fails."""
+    project = factory.project()
+    numbers = [factory.number(project, f"+7916128{i:04d}") for i in range(5)]
+    workers = [EventBatcher(db), EventBatcher(db)]
+    jobs = [
+        workers[i % 2].submit(
+            [event(f"r-{i}", "call_ended", numbers[i % len(numbers)].phone_number)]
+        )
+        for i in range(120)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*jobs), 60)
+    assert all(r[0].result == ACCEPTED for r in results)
+    session.expire_all()
+    attempts = session.scalars(
+        select(PhoneNumber.call_attempts).where(PhoneNumber.project_id == project.id)
+    ).all()
+    assert sorted(attempts) == [24] * 5
+    assert sum(w.stats.requests for w in workers) == 120
+    assert all(w.stats.lock_timeouts == 0 for w in workers)
