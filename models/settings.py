@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # a held lock fails the waiter with a message naming the wait instead of stalling it.
     # Bulk loads (SFTP imports, Dagster assets) get their own, longer statement limit.
     db_lock_timeout_seconds: float = Field(10.0, ge=0, le=86400)
-    db_statement_timeout_seconds: float = Field(60.0, ge=0, le=86400)
+    db_statement_timeout_seconds: float = Field(300.0, ge=0, le=86400)
     db_bulk_statement_timeout_seconds: float = Field(3600.0, ge=0, le=7 * 86400)
     # The SoftPhone webhook's shared (group-commit) transaction waits at most this long for a
     # lock before its requests are split (api/event_batcher.py): one busy number never holds up
