@@ -8,11 +8,14 @@ from tests/dbt/fixture_data.py; the comments show the counts."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
@@ -271,3 +274,27 @@ def test_bad_project_var_is_a_clear_error(built: tuple[Ids, Path], database_url:
     )  # fmt: skip
     assert result.returncode != 0
     assert "var project_id must be a project id" in result.stdout
+
+
+def test_a_mart_held_by_a_reader_fails_the_build_within_the_lock_timeout(
+    built: tuple[Ids, Path], database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model's swap waits for readers of the old table; without a limit it would wait as long
+    as they read, queueing every later reader (the API's conversion pages) behind itself."""
+    _, target = built
+    monkeypatch.setenv("NUMBASE_DB_LOCK_TIMEOUT_SECONDS", "1")
+    release_after = 60.0
+    with psycopg.connect(database_url, application_name="test-reader") as reader:
+        reader.execute("SELECT 1 FROM analytics.fct_provider_conversion LIMIT 1")  # holds it
+        timer = threading.Timer(release_after, reader.rollback)
+        timer.start()
+        started = time.monotonic()
+        try:
+            result = run_dbt(database_url, target, "run", "--select", "fct_provider_conversion")
+        finally:
+            timer.cancel()
+        elapsed = time.monotonic() - started
+        reader.rollback()
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "lock timeout" in result.stdout
+    assert elapsed < release_after / 2, elapsed
