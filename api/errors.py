@@ -1,10 +1,13 @@
 """The plan's error contract: `{"detail": "..."}`, or HTTP 400 `{"field": ["message", ...]}` for
 validation (FastAPI's 422 shape is replaced everywhere), 409 for unique clashes, never a 500 for
-bad input."""
+bad input. A request that waited longer than the lock timeout, or ran past the statement
+timeout (models/db.py), answers 503 with `Retry-After` and a detail naming the wait: its
+transaction was rolled back, so a retry is safe."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -14,6 +17,9 @@ from psycopg import errors as pg_errors
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.bulk import BulkLoadTimeout
+from models.db import timeout_reason
 
 log = logging.getLogger("numbase.api")
 
@@ -101,11 +107,31 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DBAPIError)
-    async def _dbapi(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
         # Data errors (a value PostgreSQL cannot take) are the client's; the rest are ours.
         if isinstance(exc.orig, pg_errors.DataError):
             return JSONResponse({"detail": "Invalid value for the database."}, status_code=400)
+        reason = timeout_reason(exc)
+        if reason is not None:
+            return _timed_out(request, reason)
         log.exception("database error")
         return JSONResponse(
             {"detail": "Database unavailable."}, status_code=503, headers={"Retry-After": "5"}
         )
+
+    @app.exception_handler(BulkLoadTimeout)
+    async def _bulk_timeout(request: Request, exc: BulkLoadTimeout) -> JSONResponse:
+        return _timed_out(request, str(exc))
+
+
+def _timed_out(request: Request, reason: str) -> JSONResponse:
+    """503: the wait is the server's problem, not the request's; the same request may succeed
+    once the lock is released. Logged as a warning (no traceback: it is not a bug)."""
+    log.warning("%s %s: %s", request.method, request.url.path, reason)
+    settings = getattr(request.app.state, "settings", None)
+    wait = getattr(settings, "db_lock_timeout_seconds", 0) or 1
+    return JSONResponse(
+        {"detail": reason[0].upper() + reason[1:] + "."},
+        status_code=503,
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )

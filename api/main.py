@@ -27,7 +27,7 @@ from api.routers import (
     users,
 )
 from api.webhook_fastpath import WebhookFastPath
-from models.db import make_engine, resolve_database_url
+from models.db import db_timeouts, make_engine, resolve_database_url
 from models.logging_setup import configure_logging
 from models.settings import Settings, get_settings
 
@@ -36,7 +36,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     if engine is None:
-        engine = make_engine(resolve_database_url(settings), pool_size=settings.db_pool_size)
+        engine = make_engine(
+            resolve_database_url(settings),
+            pool_size=settings.db_pool_size,
+            timeouts=db_timeouts(settings),
+        )
     app = FastAPI(
         title="numbase API",
         version="0.1.0",
@@ -47,7 +51,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.event_batcher = EventBatcher(engine)
+    app.state.event_batcher = EventBatcher(
+        engine,
+        group_lock_timeout=settings.db_webhook_lock_timeout_seconds,
+        lock_timeout=settings.db_lock_timeout_seconds,
+    )
     # Innermost of the user middleware: inside the request-id/access-log/metrics one.
     app.add_middleware(WebhookFastPath, api=app)
     if settings.cors_origins:

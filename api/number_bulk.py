@@ -31,7 +31,7 @@ from api.observability import IMPORT_ROWS
 from api.schemas.numbers import BulkCreateIn, BulkCreateOut
 from api.scope import get_project_or_404
 from models import csv_rows
-from models.bulk import BulkLoadError, RowChunk, chunked, load_numbers
+from models.bulk import BulkLoadError, BulkLoadTimeout, RowChunk, chunked, load_numbers
 from models.settings import Settings
 
 PHONE_COLUMNS = (
@@ -176,6 +176,9 @@ def _load(
             region=region,
             reject_limit=REJECT_LIMIT,
         )
+    except BulkLoadTimeout:
+        session.rollback()
+        raise  # 503 naming the wait (api/errors.py): the input is fine, a retry may succeed
     except BulkLoadError as exc:
         session.rollback()
         raise FieldError("file" if source.startswith("csv") else "numbers", str(exc)) from None

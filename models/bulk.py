@@ -31,8 +31,10 @@ from itertools import islice
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg import sql
 
+from models.db import timeout_reason
 from models.phones import normalize_many
 
 # Rows per COPY block: ~1-4 MB of text, small enough to keep memory flat.
@@ -45,6 +47,13 @@ _SORT_WORK_MEM = "256MB"
 
 class BulkLoadError(ValueError):
     """The load cannot run (unknown/deleted project, unknown provider/geo, malformed chunk)."""
+
+
+class BulkLoadTimeout(BulkLoadError):
+    """The load waited longer than the lock timeout, or ran past the statement timeout, and was
+    rolled back whole. Nothing is wrong with the input: a later attempt may succeed."""
+
+    transient = True
 
 
 @dataclass
@@ -196,7 +205,33 @@ def load_numbers(
     on_reject: Callable[[Reject], None] | None = None,
 ) -> LoadResult:
     """Load numbers into one project; see the module docstring. Raises BulkLoadError for bad
-    arguments; any error (bad input shape, iterator failure, database error) rolls back."""
+    arguments, BulkLoadTimeout (a BulkLoadError) when the connection's lock or statement timeout
+    cut the load; any error (bad input shape, iterator failure, database error) rolls back."""
+    try:
+        return _load_numbers(
+            conn, project_id, chunks, provider_id=provider_id, geo_id=geo_id, region=region,
+            reject_limit=reject_limit, on_reject=on_reject,
+        )  # fmt: skip
+    except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
+        # A row or index wait names its table in the error; a table-lock wait does not, and the
+        # load's writes all go to phone_numbers (the project row's wait is named by PostgreSQL).
+        reason = timeout_reason(exc, "phone_numbers", outcome="nothing was imported")
+        if reason is None:  # cancelled by an operator (pg_cancel_backend): not ours to word
+            raise
+        raise BulkLoadTimeout(reason) from exc
+
+
+def _load_numbers(
+    conn: psycopg.Connection[Any],
+    project_id: int,
+    chunks: Iterable[RowChunk],
+    *,
+    provider_id: int | None = None,
+    geo_id: int | None = None,
+    region: str = "RU",
+    reject_limit: int = 1000,
+    on_reject: Callable[[Reject], None] | None = None,
+) -> LoadResult:
     _check_int("project_id", project_id)
     _check_int("provider_id", provider_id, optional=True)
     _check_int("geo_id", geo_id, optional=True)

@@ -9,6 +9,9 @@ One batch is one transaction of three statements, whatever its size (up to ``MAX
    batches on the same number serialise here (in id order: no deadlock), and the next
    statement, which starts after the lock is granted, sees the other batch's events.
    (``NO KEY UPDATE`` because the call_events foreign key holds ``KEY SHARE`` on the number.)
+   With ``skip_locked`` the lock never waits: a number another transaction holds makes the
+   call raise ``NumbersBusy`` (naming the busy numbers) so the caller can roll back and set
+   aside only the events that need them (the webhook's group commit, api/event_batcher.py).
 3. **apply** - one ``UPDATE phone_numbers ... FROM (aggregates)`` whose audit rows are inserted
    by the same statement (a data-modifying CTE), one row per number whose status changed.
 
@@ -35,6 +38,12 @@ arrive in, because every field is a function of the *set* of stored events:
   ``call_started`` means ``in_progress``; ``call_result`` carries ``success|failed|no_answer``;
   ``call_ended`` does not touch the status. A status set by hand stands until the next
   status event for the number arrives.
+* ...and the winner's status is applied only along an edge the one transition table allows
+  (``models/number_transitions.py``, the API's rule too): ``success`` is final, ``failed`` only
+  goes back to ``new`` by hand, so no SoftPhone event turns a success into a failure or reopens
+  a failed number. The event is still stored (and counts its call attempt). The one case where
+  arrival order matters: two calls of one number ending in different final results - the one
+  applied first stands; both stay in ``call_events``.
 * ``result_data``: the stored value ``||`` the merge of every ``call_result``'s ``result_data``
   in winner order (so the winning result's keys are on top). Re-merging the whole set each
   time makes it order-independent: keys no event ever set (e.g. imported ones) are kept.
@@ -47,6 +56,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
+
+from models.number_transitions import allowed_sql
 
 MAX_BATCH = 1000
 SYSTEM_ACTOR = "system:softphone"
@@ -82,6 +93,20 @@ class EventOutcome:
     reason: str | None = None
     phone_number_id: int | None = None
     project_id: int | None = None
+
+
+class NumbersBusy(RuntimeError):
+    """Some numbers of the batch are locked by another transaction (``skip_locked``); the
+    caller must roll back. ``number_of``: event id -> number id of the batch's new events."""
+
+    def __init__(self, busy: frozenset[int], number_of: dict[str, int]) -> None:
+        super().__init__(f"{len(busy)} number(s) locked by another transaction")
+        self.busy = busy
+        self.number_of = number_of
+
+    def blocks(self, events: Sequence[EventIn]) -> bool:
+        """Does any of these events need a busy number?"""
+        return any(self.number_of.get(e.event_id) in self.busy for e in events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +176,12 @@ _LOCK = text(
     "SELECT id FROM phone_numbers WHERE id = ANY(CAST(:ids AS bigint[])) "
     "ORDER BY id FOR NO KEY UPDATE"
 )
+_LOCK_SKIP = text(
+    "SELECT id FROM phone_numbers WHERE id = ANY(CAST(:ids AS bigint[])) "
+    "ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"
+)
+# The transition table as SQL: the status the number has -> the winner's status.
+_ALLOWED = allowed_sql("pn.status", "c.new_status")
 
 # 3. Apply the new matched events (passed in as arrays) to their numbers. `hist` reads the
 # stored status events of numbers that got one (index call_events(phone_number_id, occurred_at));
@@ -213,7 +244,8 @@ calc AS (
 ),
 updated AS (
     UPDATE phone_numbers pn
-    SET status = coalesce(c.new_status, pn.status),
+    SET status = CASE WHEN c.new_status IS NOT NULL AND {_ALLOWED} THEN c.new_status
+                      ELSE pn.status END,
         call_attempts = pn.call_attempts + c.ended,
         last_call_at = greatest(pn.last_call_at, c.last_ended),
         result_data = CASE WHEN c.data IS NULL THEN pn.result_data
@@ -222,7 +254,9 @@ updated AS (
     WHERE pn.id = c.number_id
       -- No write (no new row version, no index churn) when nothing changes, e.g. the late
       -- start of an old call.
-      AND (c.ended > 0 OR c.new_status IS DISTINCT FROM pn.status AND c.new_status IS NOT NULL
+      AND (c.ended > 0
+           OR c.new_status IS DISTINCT FROM pn.status AND c.new_status IS NOT NULL
+              AND {_ALLOWED}
            OR c.data IS NOT NULL
               AND coalesce(pn.result_data, '{{}}'::jsonb) || c.data
                   IS DISTINCT FROM pn.result_data)
@@ -243,10 +277,13 @@ SELECT (SELECT count(*) FROM updated) AS numbers_updated,
 )
 
 
-def store_and_apply(conn: Connection, events: Sequence[EventIn]) -> BatchOutcome:
+def store_and_apply(
+    conn: Connection, events: Sequence[EventIn], *, skip_locked: bool = False
+) -> BatchOutcome:
     """Store a batch and apply its new matched events; the caller commits (or rolls back).
 
     Event ids repeated inside the batch count once: later copies are reported as duplicates.
+    `skip_locked`: raise NumbersBusy instead of waiting for numbers locked elsewhere.
     """
     if len(events) > MAX_BATCH:
         raise ValueError(f"at most {MAX_BATCH} events per batch, got {len(events)}")
@@ -295,7 +332,13 @@ def store_and_apply(conn: Connection, events: Sequence[EventIn]) -> BatchOutcome
     if applied:
         # Every touched number, even for call_ended alone: a multi-row UPDATE takes row locks in
         # no particular order, so only rows locked beforehand in id order are deadlock-free.
-        conn.execute(_LOCK, {"ids": sorted(set(number_of.values()))})
+        ids = sorted(set(number_of.values()))
+        if skip_locked:
+            got = set(conn.execute(_LOCK_SKIP, {"ids": ids}).scalars())
+            if len(got) < len(ids):
+                raise NumbersBusy(frozenset(ids) - got, number_of)
+        else:
+            conn.execute(_LOCK, {"ids": ids})
         counts = conn.execute(
             _APPLY,
             {

@@ -14,8 +14,10 @@
 * Admins may bypass the table (`force`), e.g. to undo an operator's mistake; the audit row
   records that they did.
 
-The API's PATCH and bulk-update both use these rules; the bulk path turns them into one SQL
-condition (`sources_for`), so a set-based update never moves a row along a forbidden edge.
+The API's PATCH and bulk-update and the SoftPhone webhook all use these rules: the bulk path
+turns them into one SQL condition (`sources_for`), the webhook's set-based apply into another
+(`allowed_sql`), so no path moves a row along a forbidden edge - a SoftPhone result never turns
+a `success` into `failed`, nor a new call reopens a `failed` number that nobody re-queued.
 """
 
 from __future__ import annotations
@@ -50,3 +52,15 @@ def explain(current: str, target: str) -> str:
     if not allowed:
         return f"status {current!r} is final; it cannot change to {target!r}"
     return f"status cannot change from {current!r} to {target!r}; allowed: {', '.join(allowed)}"
+
+
+def allowed_sql(current: str, target: str) -> str:
+    """SQL true when the status in expression `current` may become the one in `target`.
+
+    Built from ALLOWED_TRANSITIONS (the statuses are constants, not input), for set-based
+    updates that must obey the same table as `can_transition`.
+    """
+    pairs = ", ".join(
+        f"('{a}', '{b}')" for a in NUMBER_STATUSES for b in NUMBER_STATUSES if can_transition(a, b)
+    )
+    return f"(({current}), ({target})) IN ({pairs})"

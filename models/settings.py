@@ -26,6 +26,16 @@ class Settings(BaseSettings):
     database_url: str | None = None
     data_dir: Path = Path(".numbase")
     db_pool_size: int = Field(10, ge=1, le=200)
+    # How long any statement may wait for a lock (0 = forever) or run at all (0 = no limit):
+    # a held lock fails the waiter with a message naming the wait instead of stalling it.
+    # Bulk loads (SFTP imports, Dagster assets) get their own, longer statement limit.
+    db_lock_timeout_seconds: float = Field(10.0, ge=0, le=86400)
+    db_statement_timeout_seconds: float = Field(300.0, ge=0, le=86400)
+    db_bulk_statement_timeout_seconds: float = Field(3600.0, ge=0, le=7 * 86400)
+    # The SoftPhone webhook's shared (group-commit) transaction waits at most this long for a
+    # lock before its requests are split (api/event_batcher.py): one busy number never holds up
+    # the other requests of its group.
+    db_webhook_lock_timeout_seconds: float = Field(0.2, gt=0, le=60)
     phone_region: str = "RU"
 
     # Auth. Unset JWT secret: a random one is generated once and kept in data_dir (0600).

@@ -45,6 +45,9 @@ TOKEN_TYPES = ("access", "refresh", "family")
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
+# The moment the row is written, not its transaction's start (now()): for "when it happened"
+# columns written inside long transactions (migration 0005_clock; the updated_at trigger too).
+CLOCK = text("clock_timestamp()")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -64,7 +67,8 @@ def _created() -> Mapped[dt.datetime]:
 
 
 def _updated() -> Mapped[dt.datetime]:
-    # Kept current by the numbase_set_updated_at() trigger, so set-based SQL updates it too.
+    # Kept current by the numbase_set_updated_at() trigger (clock_timestamp(), migration
+    # 0005_clock), so set-based SQL updates it too.
     return mapped_column(TZ, nullable=False, server_default=NOW)
 
 
@@ -372,7 +376,7 @@ class CallEvent(Base):
     matched: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     occurred_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False)
-    received_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    received_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=CLOCK)
 
 
 class RevokedToken(Base):
@@ -389,7 +393,7 @@ class RevokedToken(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     token_type: Mapped[str] = mapped_column(String(16), nullable=False)
     expires_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False)
-    revoked_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    revoked_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=CLOCK)
 
 
 class LoginFailure(Base):
@@ -406,7 +410,7 @@ class LoginFailure(Base):
     id: Mapped[int] = _id()
     username: Mapped[str] = mapped_column(String(150), nullable=False)
     ip_address: Mapped[str | None] = mapped_column(INET)
-    attempted_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    attempted_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=CLOCK)
 
 
 class AuditLog(Base):
@@ -428,7 +432,7 @@ class AuditLog(Base):
     changes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     ip_address: Mapped[str | None] = mapped_column(INET)
     user_agent: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = _created()
+    created_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=CLOCK)
 
 
 TABLES_WITH_UPDATED_AT = tuple(

@@ -221,11 +221,16 @@ class PostgresResource(ConfigurableResource):
         return resolve_database_url(load_settings())
 
     def connect(
-        self, application_name: str = "numbase-dagster", **kwargs: Any
+        self, application_name: str = "numbase-dagster", *, bulk: bool = True, **kwargs: Any
     ) -> psycopg.Connection:
-        return psycopg.connect(
-            self.url(), application_name=application_name, prepare_threshold=None, **kwargs
-        )
+        """A connection with the configured lock timeout, so a held lock fails the import (or
+        the sensor tick) with a message naming the wait instead of stalling it. Dagster work
+        (imports, exports) gets the longer bulk statement limit unless `bulk=False`."""
+        from models.db import connect, db_timeouts
+        from models.settings import load_settings
+
+        timeouts = db_timeouts(load_settings(), bulk=bulk)
+        return connect(self.url(), application_name=application_name, timeouts=timeouts, **kwargs)
 
 
 def _env(name: str) -> Any:

@@ -2,9 +2,11 @@
 
 The API inserts a `conversion_requests` row (status pending; project_id NULL = every project) and
 answers 202. The sensor turns each pending row into one run (run key
-`conversion_request:<id>`, so a row is never run twice); the run itself marks the row running,
-then completed or failed with the error, and records its Dagster run id and times. A run that
-dies before its op starts is marked failed by the failure sensor. If Dagster is down, rows wait.
+`conversion_request:<id>`, so a row is never run twice) of the one refresh job: every run
+rebuilds every mart, a project's request only limits the new snapshot to that project. The run
+itself marks the row running, then completed or failed with the error, and records its Dagster
+run id and times. A run that dies before its op starts is marked failed by the failure sensor.
+If Dagster is down, rows wait.
 
 Targets are named by job name (orchestration/ builds the jobs), so this module imports no
 orchestration code.
@@ -31,6 +33,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
+from models.db import connect, db_timeouts
 from sensors.run_status import failure_message
 
 # What orchestration/ passes in: define_asset_job(...) results or plain jobs.
@@ -47,7 +50,11 @@ class ConversionRequestError(ValueError):
 
 
 def _connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=True, application_name="numbase-conversion")
+    # The lock timeout: a blocked status update fails this tick (retried on the next) instead
+    # of stalling the daemon's sensor loop.
+    return connect(
+        url, application_name="numbase-conversion", timeouts=db_timeouts(), autocommit=True
+    )
 
 
 def pending_requests(
@@ -67,7 +74,7 @@ def mark_running(url: str, request_id: int, run_id: str) -> None:
     with _connect(url) as conn:
         conn.execute(
             "UPDATE conversion_requests SET status = 'running', dagster_run_id = %s,"
-            " started_at = now(), completed_at = NULL, error_log = NULL WHERE id = %s",
+            " started_at = clock_timestamp(), completed_at = NULL, error_log = NULL WHERE id = %s",
             (run_id, request_id),
         )
 
@@ -78,23 +85,12 @@ def mark_finished(
     """completed (error None) or failed with the error; never overwrites a finished row."""
     with _connect(url) as conn:
         conn.execute(
-            "UPDATE conversion_requests SET status = %s, error_log = %s, completed_at = now(),"
+            "UPDATE conversion_requests SET status = %s, error_log = %s,"
+            " completed_at = clock_timestamp(),"
             " dagster_run_id = coalesce(dagster_run_id, %s)"
             " WHERE id = %s AND status IN ('pending', 'running')",
             ("failed" if error else "completed", error, run_id, request_id),
         )
-
-
-# The last model the one-project job reads back; it exists once a full refresh has run.
-BUILT_MARKER = "analytics.fct_project_conversion_current"
-
-
-def models_built(url: str) -> bool:
-    """Has a full refresh created the models yet? (Not on a fresh database: the one-project job
-    reads staging views only a full build creates.)"""
-    with _connect(url) as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (BUILT_MARKER,)).fetchone()
-    return bool(row and row[0])
 
 
 def check_project(url: str, project_id: int) -> None:
@@ -109,27 +105,23 @@ def check_project(url: str, project_id: int) -> None:
 
 
 def run_request_for(
-    request_id: int, project_id: int | None, *, all_job: str, project_job: str, op_name: str
+    request_id: int, project_id: int | None, *, job_name: str, op_name: str
 ) -> RunRequest:
     config: dict[str, Any] = {"conversion_request_id": request_id}
     if project_id is not None:
         config["project_id"] = project_id
     return RunRequest(
         run_key=f"{RUN_KEY_PREFIX}:{request_id}",
-        job_name=project_job if project_id is not None else all_job,
+        job_name=job_name,
         run_config={"ops": {op_name: {"config": config}}},
         tags={REQUEST_TAG: str(request_id), "numbase/project_id": str(project_id or "all")},
     )
 
 
 def build_conversion_request_sensor(
-    *,
-    all_projects_job: Job,
-    one_project_job: Job,
-    op_name: str,
-    minimum_interval_seconds: int = 10,
+    *, job: Job, op_name: str, minimum_interval_seconds: int = 10
 ) -> SensorDefinition:
-    """Pending rows -> runs: all projects run `all_projects_job`, one project `one_project_job`.
+    """Pending rows -> runs of `job` (a full refresh; a project's request with its project_id).
 
     The cursor is the highest request id already turned into a run request; the run key makes a
     repeated request for the same row a no-op anyway.
@@ -137,7 +129,7 @@ def build_conversion_request_sensor(
 
     @sensor(
         name="conversion_request_sensor",
-        jobs=[all_projects_job, one_project_job],
+        job=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description="Turns pending conversion_requests rows into dbt runs.",
@@ -150,17 +142,8 @@ def build_conversion_request_sensor(
         if not rows:
             yield SkipReason(f"no pending conversion request after id {after}")
             return
-        # Before the first full refresh, a project's request runs the full build (still with
-        # its project_id, so only that project gets a snapshot) instead of failing.
-        project_job = one_project_job.name if models_built(url) else all_projects_job.name
         for request_id, project_id in rows:
-            yield run_request_for(
-                request_id,
-                project_id,
-                all_job=all_projects_job.name,
-                project_job=project_job,
-                op_name=op_name,
-            )
+            yield run_request_for(request_id, project_id, job_name=job.name, op_name=op_name)
         context.update_cursor(str(rows[-1][0]))
 
     return conversion_request_sensor

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import psycopg
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
 from models import sftp_jobs
+from models.db import connect, db_timeouts
 
 
 def failure_message(context: RunFailureSensorContext) -> str:
@@ -29,7 +29,10 @@ def fail_job_for_run(database_url: str, tags: Mapping[str, str], run_id: str, me
     raw = tags.get(sftp_jobs.JOB_TAG)
     if not raw or not raw.isdigit():
         return False
-    with psycopg.connect(database_url, autocommit=True, application_name="numbase-run-status") as c:
+    # The lock timeout: a blocked update fails this tick (retried) instead of every sensor.
+    timeouts = db_timeouts()
+    with connect(database_url, application_name="numbase-run-status", timeouts=timeouts,
+                 autocommit=True) as c:  # fmt: skip
         return sftp_jobs.fail(c, int(raw), message, run_id=run_id)
 
 

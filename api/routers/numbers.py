@@ -53,6 +53,7 @@ from api.schemas.numbers import (
     NumberPatch,
 )
 from api.scope import get_project_or_404, visible_project_ids
+from models.db import milliseconds
 from models.number_filters import (
     FilterError,
     NumberFilters,
@@ -583,6 +584,10 @@ def export_csv(
         ok = False
         try:
             conn = raw.driver_connection
+            # One COPY streams the whole export to a client that may read slowly: the bulk
+            # statement limit, for this transaction only (models/db.py).
+            limit = milliseconds(request.app.state.settings.db_bulk_statement_timeout_seconds)
+            conn.execute(f"SET LOCAL statement_timeout = {int(limit)}")
             buffer = bytearray()
             with conn.cursor() as cur, cur.copy(query, params) as copy:
                 # COPY hands out one row per read: batch them so each send is ~256 KB.

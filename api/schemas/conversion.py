@@ -23,7 +23,10 @@ class Metrics(BaseModel):
     success_numbers: int
     failed_numbers: int
     no_answer_numbers: int
-    conversion_rate: float = Field(description="success / processed * 100 (0 if none processed)")
+    conversion_rate: float = Field(
+        description="success / finished * 100, finished = success + failed + no_answer"
+        " (in_progress is not counted; 0 if none finished)"
+    )
     call_attempts: int
     last_call_at: dt.datetime | None
     calculated_at: dt.datetime = Field(description="the dbt run that computed the row")

@@ -9,8 +9,11 @@
   - success_numbers      status 'success'
   - failed_numbers       status 'failed'
   - no_answer_numbers    status 'no_answer'
-  - conversion_rate      success / processed * 100, rounded to 2 decimals; 0 when nothing is
-                         processed (never NULL, never a division by zero)
+  - conversion_rate      success / finished * 100, rounded to 2 decimals, where finished =
+                         success + failed + no_answer (= processed - in_progress): the numbers
+                         whose last call ended. A call in flight is not a failure yet, so the
+                         rate no longer dips while calls are under way. 0 when nothing is
+                         finished (never NULL, never a division by zero)
   - call_attempts        sum of the numbers' call_attempts
   - last_call_at         latest last_call_at of the numbers (NULL if never called)
 #}
@@ -30,8 +33,10 @@
     {{ count_status("status = 'success'", rows) }} as success_numbers,
     {{ count_status("status = 'failed'", rows) }} as failed_numbers,
     {{ count_status("status = 'no_answer'", rows) }} as no_answer_numbers,
-    {{ rate(count_status("status = 'success'", rows), count_status("status <> 'new'", rows)) }}
-        as conversion_rate,
+    {{ rate(
+        count_status("status = 'success'", rows),
+        count_status("status in ('success', 'failed', 'no_answer')", rows)
+    ) }} as conversion_rate,
     coalesce(sum(call_attempts), 0)::bigint as call_attempts,
     max(last_call_at) as last_call_at
 {%- endmacro %}
@@ -75,11 +80,4 @@
 {# One timestamp per dbt invocation: every mart and snapshot row of a run carries the same one. #}
 {% macro snapshot_time() -%}
     '{{ run_started_at.isoformat() }}'::timestamptz
-{%- endmacro %}
-
-{# Pre-hook of int_phone_number_rollup in a one-project run: drop that project's old rows. #}
-{% macro delete_project_rows() -%}
-    {%- if var('project_id', none) is not none and is_incremental() -%}
-        delete from {{ this }} where {{ project_filter() }}
-    {%- endif -%}
 {%- endmacro %}

@@ -4,9 +4,13 @@ The manifest is prepared ahead of time (`make dbt-manifest`, run by `make instal
 `dagster-dbt project prepare-and-package --file orchestration/assets/dbt.py`), not on every load
 of the code location; a missing or stale manifest (a model changed since) is rebuilt once, here.
 
-One op runs `dbt build` for whatever subset of models a run selects. Its config carries a
-one-project filter (the `project_id` dbt var: only that project gets a new snapshot) and the
-conversion request a run serves, which the op marks running -> completed/failed.
+One job, one op: every run is a `dbt build` of every model - the schedule, the refresh after an
+import and a "recalculate conversion" request alike, so the provider, geo and daily marts are
+never older than the project figure (a one-project request used to refresh only the snapshot).
+The op's config carries a one-project filter (the `project_id` dbt var: only that project gets
+a new snapshot) and the conversion request a run serves, which the op marks running ->
+completed/failed. Cost: a one-project run was ~90% dbt start-up already (4.3 s vs 5.4 s for
+everything on 10M numbers, docs/benchmarks.md).
 """
 
 import json
@@ -33,7 +37,6 @@ from dagster_dbt import (
     DagsterDbtTranslatorSettings,
     DbtCliResource,
     DbtProject,
-    build_dbt_asset_selection,
     dbt_assets,
 )
 from pydantic import Field
@@ -53,8 +56,6 @@ DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_D
 PHONE_NUMBERS_UPSTREAM_KEY = phone_numbers_import.key
 OP_NAME = "numbase_dbt"
 REFRESH_JOB_NAME = "conversion_refresh_job"
-SNAPSHOT_JOB_NAME = "conversion_snapshot_job"
-SNAPSHOT_MODELS = "int_phone_number_rollup fct_project_conversion fct_project_conversion_current"
 PARTIAL_PARSE = "partial_parse.msgpack"
 DBT_POOL = "numbase_dbt"
 
@@ -189,17 +190,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:4000]
 
 
-# Every model (and its tests) - the schedule, the refresh after imports, all-project requests.
+# Every model (and its tests), for every run: the schedule, the refresh after imports and
+# every recalculation request (config.project_id: only that project gets a snapshot).
 conversion_refresh_job = define_asset_job(
     REFRESH_JOB_NAME,
     selection=AssetSelection.assets(numbase_dbt_models),
-    description="dbt build of every conversion model: snapshot, provider/geo marts, daily calls.",
-)
-# Only the project conversion snapshot - one project's "recalculate conversion" request.
-conversion_snapshot_job = define_asset_job(
-    SNAPSHOT_JOB_NAME,
-    selection=build_dbt_asset_selection([numbase_dbt_models], dbt_select=SNAPSHOT_MODELS),
-    description="Append a conversion snapshot (for one project when config.project_id is set).",
+    description="dbt build of every conversion model: snapshot, provider/geo marts, daily calls "
+    "(a new snapshot for one project only when config.project_id is set).",
 )
 
 
@@ -222,18 +219,14 @@ def conversion_definitions(cron: str | None = None) -> Definitions:
         cron = load_settings().conversion_cron
     return Definitions(
         assets=[numbase_dbt_models],
-        jobs=[conversion_refresh_job, conversion_snapshot_job],
+        jobs=[conversion_refresh_job],
         schedules=[conversion_refresh_schedule(cron)],
         sensors=[
             build_refresh_after_import_sensor(PHONE_NUMBERS_UPSTREAM_KEY, conversion_refresh_job),
             conversion_requests.build_conversion_request_sensor(
-                all_projects_job=conversion_refresh_job,
-                one_project_job=conversion_snapshot_job,
-                op_name=OP_NAME,
+                job=conversion_refresh_job, op_name=OP_NAME
             ),
-            conversion_requests.build_conversion_request_failure_sensor(
-                [conversion_refresh_job, conversion_snapshot_job]
-            ),
+            conversion_requests.build_conversion_request_failure_sensor([conversion_refresh_job]),
         ],
         resources={"dbt": dbt_resource()},
     )

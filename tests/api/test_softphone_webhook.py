@@ -264,7 +264,7 @@ def two_calls(phone: str) -> list[dict[str, Any]]:
     return [
         ev("call_started", phone, T0, call_id="c1"),
         ev("call_ended", phone, T0 + 2 * m, call_id="c1"),
-        ev("call_result", phone, T0 - m, call_id="c1", status="failed",
+        ev("call_result", phone, T0 - m, call_id="c1", status="no_answer",
            result_data={"reason": "busy", "score": 1}),
         ev("call_started", phone, T0 + 60 * m, call_id="c2"),
         ev("call_ended", phone, T0 + 65 * m, call_id="c2"),
@@ -307,13 +307,49 @@ def test_result_before_its_start_and_a_newer_call_reopens(
 ) -> None:
     number = factory.number(factory.project(), "+79161232000")
     phone = number.phone_number
-    post(client, ev("call_result", phone, T0 + dt.timedelta(seconds=5), status="success"))
+    post(client, ev("call_result", phone, T0 + dt.timedelta(seconds=5), status="no_answer"))
     # Start of an older call arriving late: the result stands.
     post(client, ev("call_started", phone, T0))
-    assert state(session, number.id)[0] == "success"
-    # The start of a newer call reopens the number.
+    assert state(session, number.id)[0] == "no_answer"
+    # The start of a newer call reopens the number (no_answer is the retry state).
     post(client, ev("call_started", phone, T0 + dt.timedelta(hours=1)))
     assert state(session, number.id)[0] == "in_progress"
+
+
+def test_final_statuses_obey_the_transition_table_like_the_api(
+    client: TestClient, factory, session: Session, admin
+) -> None:
+    """One rule (models/number_transitions.py): the SoftPhone can no more turn a success into
+    a failure, or reopen a failed number nobody re-queued, than the API's PATCH can."""
+    project = factory.project()
+    won = factory.number(project, "+79161232100", status="success")
+    lost = factory.number(project, "+79161232101", status="failed")
+    later = T0 + dt.timedelta(hours=1)
+    for number in (won, lost):
+        phone = number.phone_number
+        assert post(client, ev("call_started", phone, later, call_id="x")).status_code == 200
+        assert post(client, ev("call_ended", phone, later, call_id="x")).status_code == 200
+        other = "failed" if number is won else "success"
+        resp = post(client, ev("call_result", phone, later, call_id="x", status=other))
+        assert resp.status_code == 200  # stored: nothing a softphone sends is lost
+    assert state(session, won.id)[:2] == ("success", 1)  # the call attempt still counts
+    assert state(session, lost.id)[:2] == ("failed", 1)
+    refused = client.patch(
+        f"/api/phone-numbers/{won.id}/", json={"status": "failed"}, headers=admin.headers
+    )
+    assert refused.status_code == 400  # the same table refuses the same edge
+    assert not session.scalars(
+        select(AuditLog).where(
+            AuditLog.entity_type == "phone_number", AuditLog.entity_id.in_([won.id, lost.id])
+        )
+    ).all()
+    # Re-queued by hand (failed -> new), the number takes the SoftPhone's next call again.
+    requeued = client.patch(
+        f"/api/phone-numbers/{lost.id}/", json={"status": "new"}, headers=admin.headers
+    )
+    assert requeued.status_code == 200, requeued.text
+    post(client, ev("call_started", lost.phone_number, later + dt.timedelta(hours=1)))
+    assert state(session, lost.id)[0] == "in_progress"
 
 
 def test_every_permutation_at_the_data_layer(db: Engine, factory) -> None:

@@ -12,7 +12,6 @@ from sqlalchemy import text
 
 from orchestration.assets.dbt import (
     REFRESH_JOB_NAME,
-    SNAPSHOT_JOB_NAME,
     conversion_definitions,
     numbase_dbt_models,
 )
@@ -104,9 +103,8 @@ def test_run_writes_snapshot_and_import_triggers_refresh(harness: Harness, facto
 
 def test_conversion_request_sensor_turns_rows_into_snapshots(harness: Harness, factory) -> None:
     h = harness
-    # The marts must exist for a one-project request to take the snapshot job (before the first
-    # full refresh the sensor sends it to the refresh job instead); build them on an empty base,
-    # so this test does not depend on which test ran before it.
+    # An earlier refresh (on an empty base, so this test does not depend on which test ran
+    # before it): the request's run must bring every mart up to date, not just the snapshot.
     assert run_job(h, REFRESH_JOB_NAME).success
     live = factory.project(code="live")
     other = factory.project(code="other")
@@ -133,10 +131,11 @@ def test_conversion_request_sensor_turns_rows_into_snapshots(harness: Harness, f
     by_key = {r.run_key: r for r in tick.run_requests}
     assert set(by_key) == {f"conversion_request:{i}" for i in ids}
     live_req, gone_req, all_req = (by_key[f"conversion_request:{i}"] for i in ids)
-    assert live_req.job_name == SNAPSHOT_JOB_NAME and all_req.job_name == REFRESH_JOB_NAME
+    # One job for every request: a project's request refreshes every mart too.
+    assert live_req.job_name == all_req.job_name == gone_req.job_name == REFRESH_JOB_NAME
     assert not h.tick(requests_sensor).run_requests  # the cursor moved past them
 
-    result = run_job(h, SNAPSHOT_JOB_NAME, live_req)
+    result = run_job(h, REFRESH_JOB_NAME, live_req)
     assert result.success
     row = h.rows("SELECT * FROM conversion_requests WHERE id = :i", i=ids[0])[0]
     assert row["status"] == "completed" and row["error_log"] is None
@@ -150,8 +149,19 @@ def test_conversion_request_sensor_turns_rows_into_snapshots(harness: Harness, f
     )
     assert snap["calculated_at"] >= row["started_at"]
     assert snapshots(h, other.id) == []  # a one-project request snapshots that project only
+    # The provider and geo marts and the daily calls were rebuilt by the same run (they were
+    # empty after the first refresh).
+    [by_provider] = h.rows(
+        "SELECT * FROM analytics.fct_provider_conversion WHERE project_id = :p", p=live.id
+    )
+    assert (by_provider["total_numbers"], by_provider["success_numbers"]) == (2, 1)
+    assert by_provider["calculated_at"] == snap["calculated_at"]
+    [by_geo] = h.rows("SELECT * FROM analytics.fct_geo_conversion WHERE project_id = :p", p=live.id)
+    assert by_geo["calculated_at"] == snap["calculated_at"]
+    materialized = {m.asset_key for m in result.get_asset_materialization_events()}
+    assert materialized == set(numbase_dbt_models.keys)
 
-    failed = run_job(h, SNAPSHOT_JOB_NAME, gone_req)
+    failed = run_job(h, REFRESH_JOB_NAME, gone_req)
     assert not failed.success
     row = h.rows("SELECT * FROM conversion_requests WHERE id = :i", i=ids[1])[0]
     assert row["status"] == "failed" and f"project {gone.id} is deleted" in row["error_log"]

@@ -4,6 +4,7 @@ argument errors and flat memory."""
 from __future__ import annotations
 
 import gc
+import time
 import tracemalloc
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from models.bulk import BulkLoadError, LoadResult, Reject, RowChunk, chunked, load_numbers
+from models.bulk import (
+    BulkLoadError,
+    BulkLoadTimeout,
+    LoadResult,
+    Reject,
+    RowChunk,
+    chunked,
+    load_numbers,
+)
+from models.db import DbTimeouts, connect
 from models.phones import normalize_many
 
 
@@ -198,11 +208,54 @@ def test_a_database_error_in_the_insert_leaves_the_table_unchanged(
     # when the database refuses.
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE phone_numbers IN SHARE MODE")
-        with pytest.raises(psycopg.errors.LockNotAvailable):
+        with pytest.raises(BulkLoadTimeout):
             load_numbers(conn, project.id, chunked([f"+7916000{i:04d}" for i in range(100)]))
         blocker.rollback()
     conn.execute("RESET lock_timeout")
     assert set(_numbers(conn, project.id)) == {"+79160000009"}
+
+
+@pytest.mark.parametrize(
+    ("lock", "table"),
+    [
+        ("LOCK TABLE phone_numbers IN SHARE MODE", "phone_numbers"),  # PostgreSQL names none
+        ("SELECT 1 FROM projects WHERE id = {project} FOR UPDATE", "projects"),  # a row wait
+    ],
+    ids=["table-lock", "project-row"],
+)
+def test_a_held_lock_fails_the_load_within_the_lock_timeout_naming_the_wait(
+    factory, database_url, lock: str, table: str
+) -> None:
+    """The connection's timeouts (set at connect time, as the import's are) cut the wait; the
+    loader says what it waited for, and nothing is stored."""
+    project = factory.project()
+    timeouts = DbTimeouts(lock_seconds=1.0, statement_seconds=60.0)
+    with (
+        psycopg.connect(database_url) as blocker,
+        connect(database_url, application_name="test-load", timeouts=timeouts) as loader,
+    ):
+        blocker.execute(lock.format(project=project.id))
+        started = time.monotonic()
+        with pytest.raises(BulkLoadTimeout) as caught:
+            load_numbers(loader, project.id, chunked(["+79160000001", "+79160000002"]))
+        elapsed = time.monotonic() - started
+        blocker.rollback()
+        assert loader.execute("SELECT count(*) FROM phone_numbers").fetchone() == (0,)
+    assert 0.9 <= elapsed < 15, elapsed  # the timeout, not the blocker, ended the wait
+    message = str(caught.value)
+    assert f"timed out waiting for a lock on {table} held by another transaction" in message
+    assert "NUMBASE_DB_LOCK_TIMEOUT_SECONDS" in message and "nothing was imported" in message
+    assert caught.value.transient
+
+
+def test_a_statement_timeout_fails_the_load_with_its_reason(factory, database_url) -> None:
+    project = factory.project()
+    timeouts = DbTimeouts(lock_seconds=0, statement_seconds=0.001)
+    with (
+        connect(database_url, application_name="test-load", timeouts=timeouts) as loader,
+        pytest.raises(BulkLoadTimeout, match="statement timeout"),
+    ):
+        load_numbers(loader, project.id, chunked([f"+7916000{i:04d}" for i in range(5000)]))
 
 
 def test_a_bad_chunk_shape_is_a_clear_error_and_rolls_back(conn, factory) -> None:

@@ -66,3 +66,21 @@ def test_cli_reports_bad_setting_and_exits_2() -> None:
     )
     assert proc.returncode == 2
     assert "NUMBASE_PHONE_REGION" in proc.stderr
+
+
+def test_db_timeouts_become_connection_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.db import db_timeouts
+
+    monkeypatch.setenv("NUMBASE_DB_LOCK_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("NUMBASE_DB_STATEMENT_TIMEOUT_SECONDS", "0")  # no limit
+    settings = load_settings()
+    assert db_timeouts(settings).options() == "-c lock_timeout=2500 -c statement_timeout=0"
+    bulk = db_timeouts(settings, bulk=True)
+    assert bulk.options() == "-c lock_timeout=2500 -c statement_timeout=3600000"
+    # Kept: options the caller passes itself.
+    assert bulk.connect_args({"options": "-c work_mem=64MB"})["options"].startswith(
+        "-c work_mem=64MB -c lock_timeout=2500"
+    )
+    monkeypatch.setenv("NUMBASE_DB_LOCK_TIMEOUT_SECONDS", "-1")
+    with pytest.raises(SettingsError, match="NUMBASE_DB_LOCK_TIMEOUT_SECONDS"):
+        load_settings()

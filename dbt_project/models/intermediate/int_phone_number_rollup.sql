@@ -3,16 +3,11 @@
   status, that every conversion mart aggregates further. Numbers of soft-deleted projects are
   left out.
 
-  A full run rebuilds it (full_refresh). With --vars '{project_id: N}' only project N's rows are
-  replaced: the pre-hook deletes them and the model inserts them again, read through the
-  (project_id, status, id) index, in one transaction.
+  Rebuilt in full on every run, a one-project recalculation too: the provider, geo and daily
+  marts it feeds span every project, so a partial rollup would leave them stale (or mixed). The
+  scan costs 1.55 s on 10M numbers (docs/benchmarks.md) - a one-project run is dominated by
+  dbt's start-up anyway. `--vars '{project_id: N}'` only limits which project gets a snapshot.
 #}
-{{ config(
-    materialized='incremental',
-    incremental_strategy='append',
-    full_refresh=(var('project_id', none) is none),
-    pre_hook="{{ delete_project_rows() }}",
-) }}
 select
     n.project_id,
     n.provider_id,
@@ -24,7 +19,4 @@ select
 from {{ ref('stg_phone_numbers') }} as n
 inner join {{ ref('stg_projects') }} as p
     on p.project_id = n.project_id and not p.is_deleted
-{% if is_incremental() -%}
-where {{ project_filter('n.project_id') }}
-{%- endif %}
 group by n.project_id, n.provider_id, n.geo_id, n.status
