@@ -78,10 +78,14 @@ class DbTimeouts:
 
     Set at connect time (libpq `options`), so they cost no round trip per transaction; a
     transaction that needs another value uses SET LOCAL (the webhook's group commit does).
+    Through a transaction pooler (`at_connect=False`, NUMBASE_DB_POOLED) no `options` are sent:
+    pgbouncer refuses them, and a server connection outlives any one client anyway. The
+    pooler's connect_query sets the defaults then (deploy/pgbouncer/pgbouncer.ini).
     """
 
     lock_seconds: float
     statement_seconds: float
+    at_connect: bool = True
 
     def options(self) -> str:
         return (
@@ -92,6 +96,8 @@ class DbTimeouts:
     def connect_args(self, existing: dict[str, Any] | None = None) -> dict[str, Any]:
         """psycopg.connect keyword arguments with these timeouts (kept: any other options)."""
         args = dict(existing or {})
+        if not self.at_connect:
+            return args
         args["options"] = f"{args.get('options', '')} {self.options()}".strip()
         return args
 
@@ -104,7 +110,9 @@ def db_timeouts(settings: Settings | None = None, *, bulk: bool = False) -> DbTi
         if bulk
         else settings.db_statement_timeout_seconds
     )
-    return DbTimeouts(settings.db_lock_timeout_seconds, statement)
+    return DbTimeouts(
+        settings.db_lock_timeout_seconds, statement, at_connect=not settings.db_pooled
+    )
 
 
 LOCK_TIMEOUT_SETTING = "NUMBASE_DB_LOCK_TIMEOUT_SECONDS"

@@ -78,6 +78,7 @@ class LocalPgBouncer:
         default_pool_size: int = 20,
         max_client_conn: int = 500,
         aliases: dict[str, tuple[str, str]] | None = None,
+        connect_query: str | None = None,
     ) -> None:
         parts = urlsplit(upstream_url)
         if not parts.hostname or not parts.port:
@@ -96,6 +97,8 @@ class LocalPgBouncer:
         # run connect_query once (e.g. Dagster's search_path, which it otherwise sends as the
         # `options` startup parameter that pgbouncer cannot honour).
         self.aliases = aliases or {}
+        # run on every new server connection of the catch-all entry (session defaults)
+        self.connect_query = connect_query
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -117,7 +120,9 @@ class LocalPgBouncer:
                 f" connect_query='{query}'\n"
                 for alias, (db, query) in self.aliases.items()
             )
-            + f"* = host={self.upstream_host} port={self.upstream_port}\n"
+            + f"* = host={self.upstream_host} port={self.upstream_port}"
+            + (f" connect_query='{self.connect_query}'" if self.connect_query else "")
+            + "\n"
             "[pgbouncer]\n"
             "listen_addr = 127.0.0.1\n"
             f"listen_port = {self.port}\n"

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # lock before its requests are split (api/event_batcher.py): one busy number never holds up
     # the other requests of its group.
     db_webhook_lock_timeout_seconds: float = Field(0.2, gt=0, le=60)
+    # Behind a transaction pooler (pgbouncer): send no per-connection `options` (the pooler
+    # refuses them); the session defaults above then come from the pooler's own config.
+    db_pooled: bool = False
     phone_region: str = "RU"
 
     # Auth. Unset JWT secret: a random one is generated once and kept in data_dir (0600).

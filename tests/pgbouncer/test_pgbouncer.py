@@ -38,13 +38,16 @@ SLICE = [
 ]
 # Left out: a test that sets lock_timeout for its own connection with a session-level SET (the
 # very thing transaction pooling cannot keep: its load then ran on another server connection
-# and waited for ever), and the loader's memory test (30 s, nothing to do with pooling).
-SLICE_EXCLUDE = "not database_error_in_the_insert and not memory_stays_flat"
+# and waited for ever); the tests of per-process lock/statement limits, which a pooled
+# deployment takes from the pooler's connect_query instead (NUMBASE_DB_POOLED, shown below);
+# and the loader's memory test (30 s, nothing to do with pooling).
+SLICE_EXCLUDE = "not database_error_in_the_insert and not timeout and not memory_stays_flat"
 
 
 @pytest.fixture(scope="module")
 def pgbouncer(server_url: str) -> Iterator[LocalPgBouncer]:
-    bouncer = LocalPgBouncer(server_url)
+    # Session defaults as the shipped config sets them: nothing through it waits for ever.
+    bouncer = LocalPgBouncer(server_url, connect_query="SET lock_timeout = 10000")
     bouncer.start()
     yield bouncer
     bouncer.stop()
@@ -121,6 +124,7 @@ def test_suite_slice_through_pgbouncer(pgbouncer: LocalPgBouncer, tmp_path: Path
         **os.environ,
         "NUMBASE_TEST_DATABASE_URL": pgbouncer.url("postgres"),
         "NUMBASE_DATA_DIR": str(tmp_path / "data"),
+        "NUMBASE_DB_POOLED": "true",
     }
     env.pop("NUMBASE_DATABASE_URL", None)  # set by this session's database fixture
     proc = subprocess.run(
@@ -196,3 +200,22 @@ def test_dagster_storage_through_pgbouncer_keeps_its_schema(
         ).fetchone()
     assert schemas == {DAGSTER_SCHEMA}
     assert in_public == (0,)
+
+
+def test_pooled_processes_send_no_options_and_take_the_poolers_limits(
+    pgbouncer: LocalPgBouncer, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Direct, the timeouts travel as `options` (no round trip per transaction); pgbouncer
+    refuses that parameter, so with NUMBASE_DB_POOLED the same code sends none and runs under
+    the pooler's connect_query defaults."""
+    from models.db import connect, db_timeouts
+    from models.settings import load_settings
+
+    url = pgbouncer.url(database_url.rsplit("/", 1)[1])
+    direct = db_timeouts(load_settings())
+    with pytest.raises(psycopg.OperationalError, match="unsupported startup parameter"):
+        connect(url, application_name="t", timeouts=direct).close()
+    monkeypatch.setenv("NUMBASE_DB_POOLED", "true")
+    pooled = db_timeouts(load_settings())
+    with connect(url, application_name="t", timeouts=pooled) as conn:
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
