@@ -18,6 +18,8 @@ from api.routers import (
     health,
     links,
     numbers,
+    numbers_bulk,
+    numbers_crud,
     projects,
     providers,
     schedules,
@@ -64,7 +66,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(softphone.router)
     for module in (health, auth, users, projects, providers, geo, links, schedules, audit_log):
         app.include_router(module.router)
-    app.include_router(numbers.router)
+    # Literal paths (bulk/, bulk-update/, export.csv) before /{number_id}/.
+    for module in (numbers, numbers_bulk, numbers_crud):
+        app.include_router(module.router)
     app.include_router(sftp.router)
     app.include_router(conversion.router)
     install_openapi(app)

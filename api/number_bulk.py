@@ -24,6 +24,7 @@ from starlette.datastructures import UploadFile
 from api import audit
 from api.deps import ClientDep, CurrentUser, SessionDep, SettingsDep, UserDep
 from api.errors import FieldError
+from api.number_scope import check_refs
 from api.observability import IMPORT_ROWS
 from api.schemas.numbers import BulkCreateIn, BulkCreateOut
 from api.scope import get_project_or_404
@@ -147,8 +148,6 @@ def _load(
     chunks: Any,
     source: str,
 ) -> dict[str, Any]:
-    from api.routers.numbers import check_refs  # the router imports this module
-
     region = _region(region, settings)
     get_project_or_404(session, user, project_id)
     check_refs(session, provider_id, geo_id)
