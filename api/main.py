@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
 from api.event_batcher import EventBatcher
+from api.json_reads import install_json_reads
 from api.observability import install_observability
 from api.openapi import install_openapi
 from api.routers import (
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    install_json_reads(engine)  # reads of stored JSON never fail
     app.state.event_batcher = EventBatcher(engine)
     # Innermost of the user middleware: inside the request-id/access-log/metrics one.
     app.add_middleware(WebhookFastPath, api=app)

@@ -16,6 +16,7 @@ from api.errors import FieldError, conflict
 from api.number_scope import check_refs, number_or_404
 from api.schemas.numbers import NumberCreate, NumberOut, NumberPatch
 from api.scope import get_project_or_404
+from models.json_limits import ClippedJson, JsonLimitError, check_json
 from models.number_transitions import can_transition, explain
 from models.phones import InvalidPhone, normalize_phone
 from models.tables import PhoneNumber
@@ -101,14 +102,8 @@ def patch_number(
     if "result_data" in sent:
         if body.result_data_mode == "replace" or body.result_data is None:
             data["result_data"] = body.result_data
-        else:  # JSON merge patch, top level: null removes a key
-            merged = dict(number.result_data or {})
-            for key, value in body.result_data.items():
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-            data["result_data"] = merged or None
+        else:
+            data["result_data"] = _merged(number.result_data, body.result_data)
     forced = "status" in data and not can_transition(number.status, data["status"])
     changes = apply_update(
         session,
@@ -123,6 +118,31 @@ def patch_number(
     if changes:
         session.refresh(number)
     return number
+
+
+def _merged(stored: Any, patch: dict[str, Any]) -> dict[str, Any] | None:
+    """JSON merge patch, top level: null removes a key. The result is held to the same limits
+    as a value sent whole, and a stored value the API cannot read whole (another writer's, or
+    from before the limits) is never merged into: writing back a clipped copy would lose it."""
+    if stored is not None and (not isinstance(stored, dict) or isinstance(stored, ClippedJson)):
+        raise FieldError(
+            "result_data",
+            "The stored result_data cannot be merged into (it is not a readable JSON object); "
+            "send the whole object with result_data_mode: replace.",
+        )
+    merged = dict(stored or {})
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    try:
+        check_json(merged)
+    except JsonLimitError as exc:
+        raise FieldError(
+            "result_data", f"Merged with the stored result_data: {exc} Send less, or replace it."
+        ) from None
+    return merged or None
 
 
 @router.delete("/{number_id}/", status_code=204, summary="Delete a number (admins)")
