@@ -19,19 +19,19 @@ from api.deps import CurrentUser, SettingsDep
 from api.errors import FieldError, not_found
 from api.schemas.common import IsoDateTime
 from api.scope import get_project_or_404, visible_project_ids
-from models.number_filters import FilterError, NumberFilters
+from models.number_filters import MAX_CALL_ATTEMPTS, MAX_ID, FilterError, NumberFilters
 from models.tables import Geo, PhoneNumber, Project, Provider
 
 
 def number_filters(
     settings: SettingsDep,
-    project_id: Annotated[int | None, Query(ge=1)] = None,
+    project_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     status: Annotated[
         list[str] | None,
         Query(description="repeat it or comma-separate: status=new&status=failed,no_answer"),
     ] = None,
-    provider_id: Annotated[int | None, Query(ge=1)] = None,
-    geo_id: Annotated[int | None, Query(ge=1)] = None,
+    provider_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    geo_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     phone: Annotated[
         str | None,
         Query(
@@ -42,8 +42,8 @@ def number_filters(
     ] = None,
     created_after: Annotated[IsoDateTime | None, Query(description="created_at >= this")] = None,
     created_before: Annotated[IsoDateTime | None, Query(description="created_at < this")] = None,
-    call_attempts_lt: Annotated[int | None, Query(ge=0)] = None,
-    call_attempts_gte: Annotated[int | None, Query(ge=0)] = None,
+    call_attempts_lt: Annotated[int | None, Query(ge=0, le=MAX_CALL_ATTEMPTS)] = None,
+    call_attempts_gte: Annotated[int | None, Query(ge=0, le=MAX_CALL_ATTEMPTS)] = None,
     last_call_after: Annotated[
         IsoDateTime | None, Query(description="last_call_at >= this")
     ] = None,

@@ -8,6 +8,8 @@ count query at all (offset + rows).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -22,7 +24,7 @@ from api.number_count import count_rows
 from api.number_scope import FiltersDep, scoped
 from api.pagination import PageDep, page_links
 from api.schemas.numbers import NumberOut, NumberPage
-from models.number_filters import copy_query, filters_as_params, number_conditions
+from models.number_filters import MAX_ID, copy_query, filters_as_params, number_conditions
 from models.tables import PhoneNumber
 
 router = APIRouter(prefix="/api/phone-numbers", tags=["phone numbers"])
@@ -72,6 +74,8 @@ def list_numbers(
     if cursor is not None or pagination == "cursor":
         if cursor:
             last_id, value = decode_cursor(cursor, ordering)
+            if not 0 <= last_id <= MAX_ID:  # anyone can build a cursor (api/keyset.py)
+                raise FieldError("cursor", "Invalid cursor.")
             nullable = field == "last_call_at"
             stmt = stmt.where(after(column, T.c.id, desc, last_id, value, nullable=nullable))
         rows = session.execute(stmt.limit(size + 1)).mappings().all()
@@ -142,7 +146,7 @@ def export_csv(
     session.close()  # the stream uses its own connection; don't hold two
     raw = request.app.state.engine.raw_connection()
 
-    def stream() -> Any:
+    def stream() -> Iterator[bytes]:
         ok = False
         try:
             conn = raw.driver_connection
@@ -164,8 +168,12 @@ def export_csv(
             else:
                 raw.invalidate()  # client went away mid-COPY: don't reuse the connection
 
+    # The first block is read before the response starts: an error COPY raises while planning
+    # or on the first rows is an error status, not a 200 whose file stops short.
+    chunks = stream()
+    first = next(chunks, b"")
     return StreamingResponse(
-        stream(),
+        itertools.chain((first,), chunks),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="phone-numbers.csv"'},
     )
