@@ -28,6 +28,7 @@ from api.routers import (
     softphone,
     users,
 )
+from api.routing import install_routing
 from api.webhook_fastpath import WebhookFastPath
 from models.db import make_engine, resolve_database_url
 from models.logging_setup import configure_logging
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     install_json_reads(engine)  # reads of stored JSON never fail
     app.state.event_batcher = EventBatcher(engine)
+    # Literal paths before parameters, and a true Allow header on 405s (api/routing.py).
+    install_routing(app)
     # Innermost of the user middleware: inside the request-id/access-log/metrics one.
     app.add_middleware(WebhookFastPath, api=app)
     if settings.cors_origins:

@@ -24,10 +24,12 @@ from api.number_count import count_rows
 from api.number_scope import FiltersDep, scoped
 from api.pagination import PageDep, page_links
 from api.schemas.numbers import NumberOut, NumberPage
+from api.strict_query import StrictQuery
 from models.number_filters import MAX_ID, copy_query, filters_as_params, number_conditions
 from models.tables import PhoneNumber
 
-router = APIRouter(prefix="/api/phone-numbers", tags=["phone numbers"])
+# Unknown query parameters are a 400: `?stauts=new` must not export the whole scope.
+router = APIRouter(prefix="/api/phone-numbers", tags=["phone numbers"], dependencies=[StrictQuery])
 
 T = PhoneNumber.__table__
 COLUMNS = [T.c[name] for name in NumberOut.model_fields]

@@ -14,13 +14,15 @@ from api.deps import ClientDep, SessionDep, SettingsDep, UserDep
 from api.errors import FieldError
 from api.number_bulk import bulk_create_endpoint
 from api.number_scope import check_refs, parse_filters, scoped
-from api.schemas.numbers import BulkCreateOut, BulkUpdateIn, BulkUpdateOut
+from api.openapi import body_schema
+from api.schemas.numbers import BulkCreateIn, BulkCreateOut, BulkUpdateIn, BulkUpdateOut
 from api.scope import get_project_or_404
+from api.strict_query import StrictQuery
 from models.number_filters import NumberFilters, filters_as_params, number_conditions
 from models.number_transitions import sources_for
 from models.tables import PhoneNumber
 
-router = APIRouter(prefix="/api/phone-numbers", tags=["phone numbers"])
+router = APIRouter(prefix="/api/phone-numbers", tags=["phone numbers"], dependencies=[StrictQuery])
 
 T = PhoneNumber.__table__
 
@@ -33,7 +35,7 @@ router.add_api_route(
     openapi_extra={
         "requestBody": {
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/BulkCreateIn"}},
+                "application/json": {"schema": body_schema(BulkCreateIn)},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",

@@ -14,14 +14,16 @@ from api.crud import apply_update
 from api.deps import AdminDep, ClientDep, SessionDep, SettingsDep, UserDep
 from api.errors import FieldError, conflict
 from api.number_scope import check_refs, number_or_404
+from api.schemas.common import IdPath
 from api.schemas.numbers import NumberCreate, NumberOut, NumberPatch
 from api.scope import get_project_or_404
+from api.strict_query import StrictQuery
 from models.json_limits import ClippedJson, JsonLimitError, check_json
 from models.number_transitions import can_transition, explain
 from models.phones import InvalidPhone, normalize_phone
 from models.tables import PhoneNumber
 
-router = APIRouter(prefix="/api/phone-numbers", tags=["phone numbers"])
+router = APIRouter(prefix="/api/phone-numbers", tags=["phone numbers"], dependencies=[StrictQuery])
 
 T = PhoneNumber.__table__
 
@@ -72,13 +74,13 @@ def create_number(
 
 
 @router.get("/{number_id}/", response_model=NumberOut, summary="One number")
-def get_number(number_id: int, session: SessionDep, user: UserDep) -> PhoneNumber:
+def get_number(number_id: IdPath, session: SessionDep, user: UserDep) -> PhoneNumber:
     return number_or_404(session, user, number_id)
 
 
 @router.patch("/{number_id}/", response_model=NumberOut, summary="Update status, refs, result")
 def patch_number(
-    number_id: int, body: NumberPatch, session: SessionDep, user: UserDep, client: ClientDep
+    number_id: IdPath, body: NumberPatch, session: SessionDep, user: UserDep, client: ClientDep
 ) -> PhoneNumber:
     if body.force and not user.is_admin:
         raise HTTPException(status_code=403, detail="Only administrators may force a status.")
@@ -147,7 +149,7 @@ def _merged(stored: Any, patch: dict[str, Any]) -> dict[str, Any] | None:
 
 @router.delete("/{number_id}/", status_code=204, summary="Delete a number (admins)")
 def delete_number(
-    number_id: int, session: SessionDep, user: AdminDep, client: ClientDep
+    number_id: IdPath, session: SessionDep, user: AdminDep, client: ClientDep
 ) -> Response:
     number = number_or_404(session, user, number_id, for_update=True)
     before = audit.snapshot(number, ("phone_number", "project_id", "status"))
