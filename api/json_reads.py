@@ -1,8 +1,8 @@
 """The API's reads of stored JSON never fail, whatever another writer (or an older version of
 this one) stored: its database connections load json/jsonb with
-models.json_limits.load_stored_json, which parses JSON too deep for Python's `json` (clipped)
-and integers too long for Python (as text) instead of raising. Values that do parse but are
-nested too deep to serialize are clipped by the response schemas (StoredJsonObject).
+models.json_limits.load_stored_json, which never raises on valid JSON and never returns a value
+nested deeper than the response serializer takes (clipped, as a ClippedJson); integers too long
+for Python come back as text. The response schemas (StoredJsonObject) wrap non-objects.
 
 Only the API does this: Dagster code keeps plain json.loads and fails loudly, because a job
 must never act on a clipped value.

@@ -9,7 +9,7 @@ the driver that loads jsonb too); PostgreSQL's jsonb parser at `max_stack_depth`
 thousand). A value between two of them is accepted and stored, and then every read that
 serializes it fails: a 256-deep `result_data` was committed, then broke the number, its
 project's list, the audit log and the pop-up. So nothing past MAX_DEPTH is accepted, and reads
-clip whatever deeper value is already stored (clip_depth, clip_text) instead of failing.
+clip whatever deeper value is already stored (load_stored_json) instead of failing.
 
 Depth counts containers: `{}` and `[]` are depth 1, `{"a": [1]}` depth 2, a scalar 0.
 """
@@ -26,6 +26,7 @@ MAX_BYTES = 64 * 1024  # as compact UTF-8 JSON: what one object may add to a row
 # the levels a response wraps around them, e.g. the audit log's {field: [old, new]}).
 READ_MAX_DEPTH = 64
 TOO_DEEP = f"[nested deeper than {READ_MAX_DEPTH} levels: not shown]"
+_CONTAINERS = (dict, list)  # a tuple: isinstance is faster with it than with dict | list
 
 
 class JsonLimitError(ValueError):
@@ -71,24 +72,21 @@ def check_json(value: Any, *, max_depth: int = MAX_DEPTH, max_bytes: int = MAX_B
 
 
 def depth_of(value: Any, stop_after: int | None = None) -> int:
-    """Nesting depth of a parsed JSON value (iteratively); stops early once past `stop_after`."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    """Nesting depth of a parsed JSON value; stops early once past `stop_after`. Level by
+    level, without recursion: cheap for the usual flat object (one pass over its values)."""
+    level = [value] if isinstance(value, _CONTAINERS) else []
+    depth = 0
+    while level:
         depth += 1
-        if depth > deepest:
-            deepest = depth
-            if stop_after is not None and deepest > stop_after:
-                return deepest
-        stack.extend((c, depth) for c in children if isinstance(c, dict | list))
-    return deepest
+        if stop_after is not None and depth > stop_after:
+            return depth
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, _CONTAINERS)
+        ]
+    return depth
 
 
 def clip_depth(value: Any, max_depth: int = READ_MAX_DEPTH) -> Any:
@@ -161,14 +159,23 @@ def _lenient_int(digits: str) -> int | str:
 
 
 def load_stored_json(data: bytes | str) -> Any:
-    """json.loads for values read back from the database: never fails on valid JSON.
+    """json.loads for values read back from the database: never fails on valid JSON, and never
+    returns a value nested deeper than READ_MAX_DEPTH (what the API can serialize).
 
-    Too deep to parse (RecursionError) -> parsed from clip_text; an integer too long for Python
-    -> its digits as a string; an object read that way comes back as a ClippedJson. Plain
-    json.loads otherwise (the fast path)."""
+    Too deep to parse (RecursionError) -> parsed from clip_text; parsed but too deep ->
+    clip_depth; an integer too long for Python -> its digits as a string. An object read that
+    way comes back as a ClippedJson. The fast path is plain json.loads plus a bracket count:
+    a text with at most READ_MAX_DEPTH brackets cannot be nested deeper."""
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except (RecursionError, ValueError):
         text = data.decode() if isinstance(data, bytes) else data
         value = json.loads(clip_text(text), parse_int=_lenient_int)
-        return ClippedJson(value) if isinstance(value, dict) else value
+    else:
+        brackets = data.count(b"{" if isinstance(data, bytes) else "{") + data.count(
+            b"[" if isinstance(data, bytes) else "["
+        )
+        if brackets <= READ_MAX_DEPTH or depth_of(value, READ_MAX_DEPTH) <= READ_MAX_DEPTH:
+            return value
+        value = _clipped(value, READ_MAX_DEPTH)
+    return ClippedJson(value) if isinstance(value, dict) else value

@@ -13,7 +13,7 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from api.pagination import Page
-from models.json_limits import JsonLimitError, check_json, clip_depth
+from models.json_limits import JsonLimitError, check_json
 
 __all__ = ["Page"]
 
@@ -60,13 +60,12 @@ def _within_json_limits(value: Any) -> Any:
 
 
 def _readable(value: object) -> object:
-    # A read shows any stored value: clipped when too deep to serialize, and wrapped when
-    # another writer stored something that is not an object.
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return clip_depth(value)
-    return {"_value": clip_depth(value)}
+    # A read shows any stored value, wrapped when another writer stored something that is not
+    # an object. (Values too deep to serialize were clipped as they were loaded: the API's
+    # connections read jsonb with models.json_limits.load_stored_json, api/json_reads.py.)
+    if value is None or isinstance(value, dict):
+        return value
+    return {"_value": value}
 
 
 # A free-form JSON object a client sends (result_data, attributes, contact_info, filters...):
@@ -74,7 +73,7 @@ def _readable(value: object) -> object:
 JsonObject = Annotated[dict[str, Any], AfterValidator(_within_json_limits)]
 # Any JSON value under the same limits (e.g. the extra fields of a webhook event).
 JsonValue = Annotated[Any, AfterValidator(_within_json_limits)]
-# The same kind of value read back from the database: never fails to serialize.
+# The same kind of value read back from the database (always an object in the answer).
 StoredJsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_readable)]
 
 

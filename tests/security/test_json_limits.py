@@ -17,10 +17,20 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from api.webhook_auth import signed_headers
-from models.json_limits import MAX_BYTES, MAX_DEPTH, READ_MAX_DEPTH, depth_of
+from models.json_limits import (
+    MAX_BYTES,
+    MAX_DEPTH,
+    READ_MAX_DEPTH,
+    ClippedJson,
+    clip_text,
+    depth_of,
+    load_stored_json,
+)
 from tests.api.conftest import TEST_SETTINGS
 from tests.api.util import audit_rows, table_state
 
@@ -283,3 +293,37 @@ def test_every_read_survives_what_is_stored(
     )
     assert _json_ok(replace)["result_data"] == {"fixed": True}
     _json_ok(client.get("/api/audit-log/", headers=admin.headers))
+
+
+# --- the read-side guard itself -------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='ab"\\{}[],: \n'),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet='a"\\{[', max_size=3), children, max_size=3)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(value=json_values, limit=st.integers(min_value=1, max_value=6))
+def test_clip_text_agrees_with_clip_depth(value: Any, limit: int) -> None:
+    """Clipping the text (for values too deep to parse) shows what clipping the parsed value
+    shows, strings full of brackets and escapes included."""
+    from models.json_limits import _clipped
+
+    text = json.dumps(value)
+    expected = _clipped(value, limit) if depth_of(value) > limit else value
+    assert json.loads(clip_text(text, limit)) == expected
+
+
+def test_load_stored_json_never_fails_and_never_returns_too_deep() -> None:
+    for raw in (*STORED.values(), nested_text(READ_MAX_DEPTH), nested_text(READ_MAX_DEPTH + 1)):
+        value = load_stored_json(raw.encode())
+        assert depth_of(value) <= READ_MAX_DEPTH
+    flat = load_stored_json(b'{"a": 1, "b": [1, 2]}')
+    assert flat == {"a": 1, "b": [1, 2]} and not isinstance(flat, ClippedJson)
+    assert isinstance(load_stored_json(nested_text(300).encode()), ClippedJson)
+    assert load_stored_json(STORED["long-number"].encode())["n"] == "1" + "0" * 5000
