@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -25,6 +26,11 @@ log = logging.getLogger("numbase.api")
 
 # Where a request value came from is not part of the field name the client sees.
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
+NON_FIELD = "non_field_errors"
+# FastAPI's detail when reading the body raised anything but a JSONDecodeError: JSON nested
+# too deeply for Python's parser (RecursionError), an integer too long for Python, a broken
+# form. Answered in the contract's shape, like any other unreadable body.
+_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 class FieldError(Exception):
@@ -46,18 +52,48 @@ def conflict(detail: str) -> HTTPException:
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if str(p) not in _LOCATIONS]
-    return ".".join(parts) or "non_field_errors"
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    return ".".join(parts) or NON_FIELD
+
+
+def _malformed(err: Mapping[str, Any]) -> str:
+    # The body is not JSON at all: no field to name (FastAPI's loc is a character offset).
+    reason = str((err.get("ctx") or {}).get("error") or "").rstrip(".")
+    loc = tuple(err.get("loc", ()))
+    if reason and len(loc) == 2 and isinstance(loc[1], int):
+        reason += f" at character {loc[1]}"
+    return f"Malformed JSON body: {reason}." if reason else "Malformed JSON body."
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """pydantic's error list -> the contract's {field: [messages]} (one rule for the request
+    validation handler and the routes that validate a body themselves)."""
+    out: dict[str, list[str]] = {}
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            name, message = NON_FIELD, _malformed(err)
+        else:
+            name = _field_name(tuple(err.get("loc", ())))
+            ctx = err.get("ctx") or {}
+            # A validator's own message, without pydantic's "Value error, " prefix.
+            reason = ctx.get("error") if err.get("type") == "value_error" else None
+            message = str(reason or err.get("msg", "invalid value"))
+        out.setdefault(name, []).append(message)
+    return out
 
 
 def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    for err in exc.errors():
-        message = str(err.get("msg", "invalid value"))
-        if err.get("type") == "json_invalid":
-            message = "Malformed JSON body."
-        errors.setdefault(_field_name(tuple(err.get("loc", ()))), []).append(message)
-    return errors
+    return field_errors(exc.errors())
+
+
+def unparsable_body(cause: BaseException | None) -> dict[str, list[str]]:
+    if isinstance(cause, RecursionError):
+        return {NON_FIELD: ["Malformed JSON body: nested too deeply to parse."]}
+    if isinstance(cause, ValueError):
+        return {NON_FIELD: [f"Malformed JSON body: {cause}."]}
+    return {NON_FIELD: ["The request body could not be parsed."]}
 
 
 def _constraint_message(exc: IntegrityError) -> tuple[int, str]:
@@ -85,6 +121,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _BODY_PARSE_ERROR:
+            return JSONResponse(unparsable_body(exc.__cause__), status_code=400)
         return JSONResponse(
             {"detail": exc.detail},
             status_code=exc.status_code,

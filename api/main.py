@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from api.docs_ui import install_docs_ui
 from api.errors import install_error_handlers
 from api.event_batcher import EventBatcher
+from api.json_reads import install_json_reads
 from api.observability import install_observability
 from api.openapi import install_openapi
 from api.routers import (
@@ -19,6 +20,8 @@ from api.routers import (
     health,
     links,
     numbers,
+    numbers_bulk,
+    numbers_crud,
     projects,
     providers,
     schedules,
@@ -26,6 +29,7 @@ from api.routers import (
     softphone,
     users,
 )
+from api.routing import install_routing
 from api.webhook_fastpath import WebhookFastPath
 from models.db import db_timeouts, make_engine, resolve_database_url
 from models.logging_setup import configure_logging
@@ -51,11 +55,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
+    install_json_reads(engine)  # reads of stored JSON never fail
     app.state.event_batcher = EventBatcher(
         engine,
         group_lock_timeout=settings.db_webhook_lock_timeout_seconds,
         lock_timeout=settings.db_lock_timeout_seconds,
     )
+    # Literal paths before parameters, and a true Allow header on 405s (api/routing.py).
+    install_routing(app)
     # Innermost of the user middleware: inside the request-id/access-log/metrics one.
     app.add_middleware(WebhookFastPath, api=app)
     if settings.cors_origins:
@@ -73,7 +80,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(softphone.router)
     for module in (health, auth, users, projects, providers, geo, links, schedules, audit_log):
         app.include_router(module.router)
-    app.include_router(numbers.router)
+    # Literal paths (bulk/, bulk-update/, export.csv) before /{number_id}/.
+    for module in (numbers, numbers_bulk, numbers_crud):
+        app.include_router(module.router)
     app.include_router(sftp.router)
     app.include_router(conversion.router)
     install_openapi(app)

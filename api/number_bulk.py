@@ -26,7 +26,8 @@ from starlette.datastructures import UploadFile
 
 from api import audit
 from api.deps import ClientDep, CurrentUser, SessionDep, SettingsDep, UserDep
-from api.errors import FieldError
+from api.errors import FieldError, field_errors
+from api.number_scope import check_refs
 from api.observability import IMPORT_ROWS
 from api.schemas.numbers import BulkCreateIn, BulkCreateOut
 from api.scope import get_project_or_404
@@ -71,12 +72,7 @@ class CsvForm(BaseModel):
 
 
 def _field_errors(exc: ValidationError) -> FieldError:
-    errors: dict[str, list[str]] = {}
-    for err in exc.errors():
-        name = ".".join(str(p) for p in err.get("loc", ())) or "non_field_errors"
-        message = "Malformed JSON body." if err.get("type") == "json_invalid" else err["msg"]
-        errors.setdefault(name, []).append(message)
-    return FieldError(errors)
+    return FieldError(field_errors(exc.errors()))
 
 
 def _region(value: str | None, settings: Settings) -> str:
@@ -129,8 +125,8 @@ async def bulk_create_endpoint(
         body = BulkCreateIn.model_validate_json(await request.body())
     except ValidationError as exc:
         raise _field_errors(exc) from None
-    phones = [n if isinstance(n, str) else n.phone_number for n in body.numbers]
-    attrs = [None if isinstance(n, str) else n.attributes for n in body.numbers]
+    phones = [n.phone_number for n in body.numbers]
+    attrs = [n.attributes for n in body.numbers]
     has_attrs = any(a for a in attrs)
     return await run_in_threadpool(
         _load,
@@ -159,8 +155,6 @@ def _load(
     chunks: Any,
     source: str,
 ) -> dict[str, Any]:
-    from api.routers.numbers import check_refs  # the router imports this module
-
     region = _region(region, settings)
     get_project_or_404(session, user, project_id)
     check_refs(session, provider_id, geo_id)

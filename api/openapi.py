@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
 _REF = "#/components/schemas/"
 ERROR_SCHEMAS: dict[str, Any] = {
@@ -48,6 +49,23 @@ EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/api/health"): ("503",),
 }
 WRITE_METHODS = {"post", "put", "patch", "delete"}
+# Request bodies a route reads itself (e.g. JSON or a CSV upload on one path), documented by
+# hand in its openapi_extra: body_schema() records the model so the document defines it.
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, str]:
+    """A $ref to `model` for a hand-written requestBody; the schema lands in components."""
+    _BODY_MODELS[model.__name__] = model
+    return {"$ref": _REF + model.__name__}
+
+
+def _add_body_models(components: dict[str, Any]) -> None:
+    for name, model in _BODY_MODELS.items():
+        schema = model.model_json_schema(ref_template=_REF + "{model}")
+        for def_name, definition in schema.pop("$defs", {}).items():
+            components.setdefault(def_name, definition)
+        components.setdefault(name, schema)
 
 
 def _add(responses: dict[str, Any], *codes: str) -> None:
@@ -60,6 +78,7 @@ def rewrite(schema: dict[str, Any]) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     components.update(ERROR_SCHEMAS)
+    _add_body_models(components)
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             if method not in {"get", "post", "put", "patch", "delete"}:

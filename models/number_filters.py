@@ -45,6 +45,11 @@ class FilterError(ValueError):
         self.field = field or (head if head in FILTER_NAMES else "non_field_errors")
 
 
+# What PostgreSQL can compare with the columns: ids are BIGINT, call_attempts INTEGER. A value
+# past them is refused here, not by the database halfway through an export's COPY.
+MAX_ID = 2**63 - 1
+MAX_CALL_ATTEMPTS = 2**31 - 1
+
 # Every filter `from_params` knows (query parameter names of the numbers list).
 FILTER_NAMES = frozenset(
     {
@@ -195,6 +200,8 @@ def _positive(name: str, value: Any) -> int | None:
         raise FilterError(f"{name} must be an integer, got {value!r}") from None
     if isinstance(value, bool) or number < 1 or (isinstance(value, float) and value != number):
         raise FilterError(f"{name} must be a positive integer, got {value!r}")
+    if number > MAX_ID:
+        raise FilterError(f"{name} must be at most {MAX_ID}, got {value!r}")
     return number
 
 
@@ -207,6 +214,8 @@ def _count(name: str, value: Any) -> int | None:
         raise FilterError(f"{name} must be an integer, got {value!r}") from None
     if isinstance(value, bool) or number < 0 or (isinstance(value, float) and value != number):
         raise FilterError(f"{name} must be a non-negative integer, got {value!r}")
+    if number > MAX_CALL_ATTEMPTS:
+        raise FilterError(f"{name} must be at most {MAX_CALL_ATTEMPTS}, got {value!r}")
     return number
 
 

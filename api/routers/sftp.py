@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from api import audit
 from api.deps import ClientDep, CurrentUser, SessionDep, SettingsDep, UserDep
 from api.errors import FieldError, conflict, not_found
+from api.number_scope import parse_filters
 from api.pagination import Page, PageDep, apply_ordering, paginate
-from api.routers.numbers import parse_filters
 from api.schemas.common import CreatedAfter, CreatedBefore, IdPath, IdQuery, Ordering
 from api.schemas.sftp import (
     ExportRequest,

@@ -24,7 +24,7 @@ from sqlalchemy import Row, bindparam, literal_column, select
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SettingsDep, bearer, token_claims, unauthorized, user_of
-from api.errors import FieldError, not_found
+from api.errors import FieldError, field_errors, not_found
 from api.event_batcher import EventBatcher
 from api.observability import WEBHOOK_EVENTS
 from api.schemas.softphone import (
@@ -57,11 +57,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _error_text(exc: ValidationError) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err.get("loc", ())) or "non_field_errors"
-        errors.setdefault(field, []).append(str(err.get("msg", "invalid value")))
-    return errors
+    return field_errors(exc.errors())  # the contract's field names and messages
 
 
 def _reason(errors: dict[str, list[str]]) -> str:

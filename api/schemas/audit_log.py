@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from api.schemas.common import StoredJsonObject
+
 
 class AuditLogOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -15,7 +17,7 @@ class AuditLogOut(BaseModel):
     action: str
     entity_type: str | None
     entity_id: int | None
-    changes: dict[str, Any] | None
+    changes: StoredJsonObject
     ip_address: str | None
     user_agent: str | None
     created_at: dt.datetime

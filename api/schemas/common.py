@@ -1,17 +1,19 @@
 """Field types shared by request/response schemas: ids that fit a BIGINT, text PostgreSQL can
-store (no NUL), slugs, and the page model re-exported for routers."""
+store (no NUL), slugs, free-form JSON objects within models/json_limits.py, and the page model
+re-exported for routers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from api.pagination import Page
+from models.json_limits import JsonLimitError, check_json
 
 __all__ = ["Page"]
 
@@ -46,6 +48,33 @@ Ordering = Annotated[
     str | None,
     Query(max_length=200, pattern=_NO_NUL, description="comma-separated fields, '-' = desc"),
 ]
+
+
+def _within_json_limits(value: Any) -> Any:
+    try:
+        check_json(value)
+    except JsonLimitError as exc:
+        where = f" (under {exc.key!r})" if exc.key else ""
+        raise ValueError(f"{exc}{where}") from None
+    return value
+
+
+def _readable(value: object) -> object:
+    # A read shows any stored value, wrapped when another writer stored something that is not
+    # an object. (Values too deep to serialize were clipped as they were loaded: the API's
+    # connections read jsonb with models.json_limits.load_stored_json, api/json_reads.py.)
+    if value is None or isinstance(value, dict):
+        return value
+    return {"_value": value}
+
+
+# A free-form JSON object a client sends (result_data, attributes, contact_info, filters...):
+# the limits of models/json_limits.py, as a 400 on the field.
+JsonObject = Annotated[dict[str, Any], AfterValidator(_within_json_limits)]
+# Any JSON value under the same limits (e.g. the extra fields of a webhook event).
+JsonValue = Annotated[Any, AfterValidator(_within_json_limits)]
+# The same kind of value read back from the database (always an object in the answer).
+StoredJsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_readable)]
 
 
 def _iso_datetime(value: object) -> object:

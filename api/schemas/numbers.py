@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from api.schemas.common import Id, JsonObject, StoredJsonObject
 from models.tables import NUMBER_STATUSES
 
 Status = Literal["new", "in_progress", "success", "failed", "no_answer"]
@@ -17,7 +18,8 @@ MAX_BULK_IDS = 100_000
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No coercion, as docs/api.md promises: "16", 16.0 and true are not the integer 16.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class NumberOut(BaseModel):
@@ -31,8 +33,8 @@ class NumberOut(BaseModel):
     status: str
     call_attempts: int
     last_call_at: dt.datetime | None
-    result_data: dict[str, Any] | None
-    attributes: dict[str, Any] | None
+    result_data: StoredJsonObject
+    attributes: StoredJsonObject
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -54,19 +56,19 @@ class NumberPage(BaseModel):
 
 class NumberCreate(_In):
     phone_number: str = Field(min_length=1, max_length=64, description="any format; stored E.164")
-    project_id: int = Field(ge=1)
-    provider_id: int | None = Field(None, ge=1)
-    geo_id: int | None = Field(None, ge=1)
+    project_id: Id
+    provider_id: Id | None = None
+    geo_id: Id | None = None
     status: Status = "new"
-    attributes: dict[str, Any] | None = None
-    result_data: dict[str, Any] | None = None
+    attributes: JsonObject | None = None
+    result_data: JsonObject | None = None
 
 
 class NumberPatch(_In):
     status: Status | None = None
-    provider_id: int | None = Field(None, ge=1, description="null clears it")
-    geo_id: int | None = Field(None, ge=1, description="null clears it")
-    result_data: dict[str, Any] | None = Field(
+    provider_id: Id | None = Field(None, description="null clears it")
+    geo_id: Id | None = Field(None, description="null clears it")
+    result_data: JsonObject | None = Field(
         None,
         description="merged into the stored object by default (top-level keys; a key set to "
         "null is removed); `result_data_mode: replace` stores it as given",
@@ -77,15 +79,26 @@ class NumberPatch(_In):
 
 class BulkItem(_In):
     phone_number: str | int = Field(description="any format")
-    attributes: dict[str, Any] | None = None
+    attributes: JsonObject | None = None
+
+
+def _as_item(value: object) -> object:
+    # A bare phone is the short form of {"phone_number": ...}: one model validates both, so an
+    # error is named numbers.<i>.<field>, not once per member of a union.
+    if isinstance(value, str):
+        return {"phone_number": value}
+    return value
+
+
+BulkEntry = Annotated[BulkItem, BeforeValidator(_as_item, json_schema_input_type=str | BulkItem)]
 
 
 class BulkCreateIn(_In):
-    project_id: int = Field(ge=1)
-    provider_id: int | None = Field(None, ge=1)
-    geo_id: int | None = Field(None, ge=1)
+    project_id: Id
+    provider_id: Id | None = None
+    geo_id: Id | None = None
     region: str | None = Field(None, min_length=2, max_length=2, description="default: server's")
-    numbers: list[str | BulkItem] = Field(min_length=1, max_length=MAX_BULK_NUMBERS)
+    numbers: list[BulkEntry] = Field(min_length=1, max_length=MAX_BULK_NUMBERS)
 
 
 class RejectOut(BaseModel):
@@ -107,16 +120,16 @@ class BulkCreateOut(BaseModel):
 
 class BulkUpdateSet(_In):
     status: Status | None = None
-    provider_id: int | None = Field(None, ge=1, description="null clears it")
-    geo_id: int | None = Field(None, ge=1, description="null clears it")
-    project_id: int | None = Field(None, ge=1, description="move to this project")
+    provider_id: Id | None = Field(None, description="null clears it")
+    geo_id: Id | None = Field(None, description="null clears it")
+    project_id: Id | None = Field(None, description="move to this project")
 
 
 class BulkUpdateIn(_In):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
-    ids: list[int] | None = Field(None, min_length=1, max_length=MAX_BULK_IDS)
-    filter: dict[str, Any] | None = Field(None, description="the list's filters, as a JSON object")
+    ids: list[Id] | None = Field(None, min_length=1, max_length=MAX_BULK_IDS)
+    filter: JsonObject | None = Field(None, description="the list's filters, as a JSON object")
     changes: BulkUpdateSet = Field(alias="set")
     dry_run: bool = False
     force: bool = Field(False, description="admins only: skip the status transition rules")

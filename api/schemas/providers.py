@@ -1,31 +1,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import Name, Slug
+from api.schemas.common import JsonObject, Name, Slug, StoredJsonObject
 
 ProviderStatus = Literal["active", "inactive"]
 ProviderType = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
-
-
-def _no_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("Text cannot contain NUL characters.")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key)
-            _no_nul(item)
-    elif isinstance(value, list):
-        for item in value:
-            _no_nul(item)
-    return value
-
-
-# Free-form JSON (phone, e-mail, manager...); PostgreSQL's jsonb cannot store NUL characters.
-ContactInfo = Annotated[dict[str, Any], AfterValidator(_no_nul)]
+# Free-form JSON (phone, e-mail, manager...), within the limits of models/json_limits.py.
+ContactInfo = JsonObject
 
 
 class ProviderOut(BaseModel):
@@ -35,7 +20,7 @@ class ProviderOut(BaseModel):
     code: str
     name: str
     type: str | None
-    contact_info: dict[str, Any] | None
+    contact_info: StoredJsonObject
     status: ProviderStatus
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.common import Id
+from api.schemas.common import Id, JsonObject, StoredJsonObject
 
 JobType = Literal["import", "export"]
 JobStatus = Literal["pending", "running", "completed", "failed"]
@@ -101,7 +101,7 @@ class ExportRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     project_id: Id
-    filters: dict[str, Any] = Field(
+    filters: JsonObject = Field(
         default_factory=dict,
         description="the numbers list's filters (same names and values as its query "
         'parameters), e.g. {"status": ["success"], "created_after": "2024-05-01"}',
@@ -119,8 +119,8 @@ class SftpJobOut(BaseModel):
     provider_id: int | None
     file_name: str | None
     file_path: str | None
-    params: dict[str, Any] | None
-    stats: dict[str, Any] | None
+    params: StoredJsonObject
+    stats: StoredJsonObject
     records_count: int
     error_log: str | None
     dagster_run_id: str | None

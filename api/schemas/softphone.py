@@ -3,31 +3,42 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.schemas.common import Id, JsonObject, JsonValue, StoredJsonObject
 
 EventType = Literal["call_started", "call_ended", "call_result"]
 ResultStatus = Literal["success", "failed", "no_answer"]
 EventResultKind = Literal["accepted", "duplicate", "unmatched", "error"]
+_NO_NUL = r"^[^\x00]*$"
 
 
 class CallEventIn(BaseModel):
-    """One event as the softphone sends it; unknown fields are kept in the stored payload."""
+    """One event as the softphone sends it; unknown fields are kept in the stored payload
+    (each within the JSON limits, like result_data)."""
 
     model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)  # type: ignore[assignment]
 
-    event_id: str = Field(min_length=1, max_length=128, description="the sender's unique id")
+    event_id: str = Field(
+        min_length=1, max_length=128, pattern=_NO_NUL, description="the sender's unique id"
+    )
     event_type: EventType
     phone_number: str = Field(min_length=1, max_length=64, description="any format")
     occurred_at: dt.datetime = Field(description="ISO 8601; without an offset it means UTC")
     call_id: str | None = Field(
-        None, min_length=1, max_length=128, description="groups one call's events (ordering)"
+        None,
+        min_length=1,
+        max_length=128,
+        pattern=_NO_NUL,
+        description="groups one call's events (ordering)",
     )
-    project_id: int | None = Field(None, ge=1)
-    project_code: str | None = Field(None, min_length=1, max_length=63)
+    project_id: Id | None = None
+    project_code: str | None = Field(None, min_length=1, max_length=63, pattern=_NO_NUL)
     status: ResultStatus | None = Field(None, description="required for call_result")
-    result_data: dict[str, Any] | None = Field(
+    result_data: JsonObject | None = Field(
         None, description="call_result: merged into the number's result_data"
     )
 
@@ -83,14 +94,14 @@ class RecentEvent(BaseModel):
     received_at: dt.datetime
     call_id: str | None = None
     status: str | None = None
-    result_data: dict[str, Any] | None = None
+    result_data: StoredJsonObject = None
 
 
 class LastResult(BaseModel):
     event_id: str
     status: str | None
     occurred_at: dt.datetime
-    result_data: dict[str, Any] | None = None
+    result_data: StoredJsonObject = None
 
 
 class NumberCard(BaseModel):
@@ -106,8 +117,8 @@ class NumberCard(BaseModel):
     call_attempts: int
     last_call_at: dt.datetime | None
     last_result: LastResult | None
-    result_data: dict[str, Any] | None
-    attributes: dict[str, Any] | None
+    result_data: StoredJsonObject
+    attributes: StoredJsonObject
     recent_events: list[RecentEvent] = Field(description="the last 10, newest first")
     created_at: dt.datetime
     updated_at: dt.datetime
