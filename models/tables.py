@@ -288,6 +288,11 @@ class SftpJob(Base):
         Index("ix_sftp_jobs_status", "status"),
         Index("ix_sftp_jobs_project_created", "project_id", "created_at"),
         Index("ix_sftp_jobs_created_at", "created_at"),
+        Index(
+            "ix_sftp_jobs_retry_due",
+            "next_retry_at",
+            postgresql_where=text("status = 'pending' AND next_retry_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -302,6 +307,10 @@ class SftpJob(Base):
     error_log: Mapped[str | None] = mapped_column(Text)
     records_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     dagster_run_id: Mapped[str | None] = mapped_column(String(64))
+    # Automatic retries (models/job_recovery.py): the attempt now pending or running, and when
+    # a pending retry may start (NULL: at once).
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    next_retry_at: Mapped[dt.datetime | None] = mapped_column(TZ)
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     started_at: Mapped[dt.datetime | None] = mapped_column(TZ)
     completed_at: Mapped[dt.datetime | None] = mapped_column(TZ)

@@ -30,7 +30,7 @@ from dagster import (
 from pydantic import Field
 
 from models.bulk import BulkLoadError, Reject, load_numbers
-from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
+from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure, is_transient
 from orchestration.parsers import ParseError, parse_file
 from orchestration.resources import PostgresResource, SFTPResource, SFTPUnavailable
 from sensors import jobstore
@@ -138,8 +138,10 @@ def phone_numbers(
         if context.retry_number < SFTP_RETRY.max_retries:
             context.log.warning(f"attempt {context.retry_number + 1}: {exc}; retrying")
             raise
-        fail_job(postgres, job.id, f"SFTP unavailable after retries: {exc}", run_id)
-        raise final_failure(f"SFTP unavailable after retries: {exc}", job.id) from exc
+        fail_job(postgres, job.id, f"SFTP unavailable after retries: {exc}", run_id, transient=True)
+        raise final_failure(
+            f"SFTP unavailable after retries: {exc}", job.id, transient=True
+        ) from exc
     except ParseError as exc:
         reason = f"{path}: {exc.reason}"
         where = _reject(sftp, path, reason)
@@ -152,8 +154,8 @@ def phone_numbers(
         if isinstance(exc, Failure):
             raise
         message = f"{path}: import rolled back, the file stays where it is: {exc!r}"
-        fail_job(postgres, job.id, message, run_id)
-        raise final_failure(message, job.id) from exc
+        fail_job(postgres, job.id, message, run_id, transient=is_transient(exc))
+        raise final_failure(message, job.id, transient=is_transient(exc)) from exc
 
 
 def _reject(sftp_res: SFTPResource, path: str, reason: str) -> str | None:
@@ -193,7 +195,9 @@ def _import(
                 conn.transaction(),
             ):
                 locked = jobstore.get_job(conn, job.id, lock=True)
-                if locked is None or locked.status != "running":
+                # Still ours? A run whose attempt was ended meanwhile must not commit.
+                owner = ("running", job.dagster_run_id)
+                if locked is None or (locked.status, locked.dagster_run_id) != owner:
                     raise final_failure(f"job {job.id} changed meanwhile ({locked})", job.id)
                 result = load_numbers(
                     conn,
