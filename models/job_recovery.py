@@ -159,7 +159,7 @@ def end_attempt(
             if current > 1:
                 note = f"failed after {current} attempts; last: {error}"
             elif transient:
-                note = f"{error}\n(not retried: automatic retries are off)"
+                note = f"{error}\n(not retried automatically: request it again)"
             new = conn.execute(
                 "UPDATE sftp_jobs SET status = 'failed', next_retry_at = NULL,"
                 " error_log = %s, completed_at = clock_timestamp(),"

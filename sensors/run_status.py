@@ -24,7 +24,7 @@ from dagster import (
     run_failure_sensor,
     run_status_sensor,
 )
-from dagster._core.events import DagsterEvent
+from dagster._core.events import DagsterEvent, DagsterEventType
 
 from models import job_recovery
 from sensors import jobstore
@@ -49,10 +49,19 @@ TRANSIENT_ERRORS = frozenset(
 
 def failure_message(context: RunFailureSensorContext) -> str:
     parts = [context.failure_event.message or "run failed"]
-    for event in context.get_step_failure_events():
+    steps = context.get_step_failure_events()
+    for event in steps:
         data = event.step_failure_data
         if data is not None and data.error is not None:
             parts.append(f"{event.step_key}: {data.error.message.strip()}")
+    if not steps:
+        # No step failed: the why is the last engine event, e.g. "Run execution process for
+        # ... unexpectedly exited with exit code -9" from the code server.
+        engine = context.instance.all_logs(
+            context.dagster_run.run_id, of_type=DagsterEventType.ENGINE_EVENT
+        )
+        if engine and engine[-1].message:
+            parts.append(engine[-1].message.strip())
     return "\n".join(parts)
 
 

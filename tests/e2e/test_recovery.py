@@ -10,8 +10,8 @@ the test has killed what it wants and let go.
 
 from __future__ import annotations
 
-import io
 import contextlib
+import io
 import re
 import signal
 from collections.abc import Iterator
@@ -169,7 +169,12 @@ def _completed_once(p: Platform, db: Db, job_id: int, project_id: int, n: int, t
     )
     assert [a for a, _ in actions] == ["sftp_import.retry_scheduled", "sftp_import.completed"]
     print(f"\njob {job_id}: first attempt ended with: {actions[0][1]}")
-    return db.runs_of(job_id)
+
+    def runs_ended() -> list[tuple[str, str]] | None:  # the retry run finishes after its commit
+        runs = db.runs_of(job_id)
+        return runs if runs and runs[-1][1] in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    return _wait(f"the runs of job {job_id} to end", runs_ended, 120, p.log)
 
 
 @pytest.mark.slow
