@@ -74,9 +74,16 @@ def run_lock_key(run_id: str) -> int:
     return value - (1 << 32) if value >= 1 << 31 else value
 
 
-def hold_run_lock(conn: psycopg.Connection, run_id: str) -> None:
-    """Take the run's liveness lock on `conn` (autocommit) until the connection closes."""
-    conn.execute("SELECT pg_advisory_lock(%s, %s)", (RUN_LOCK_NAMESPACE, run_lock_key(run_id)))
+def hold_run_lock(conn: psycopg.Connection, run_id: str) -> bool:
+    """Take the run's liveness lock on `conn` (autocommit) until the connection closes. False
+    if another process of the same run holds it already (it speaks for the run; never wait).
+
+    Needs a session of its own: through a transaction-pooling pgbouncer the lock would stay
+    with a server connection, not with this process."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(%s, %s)", (RUN_LOCK_NAMESPACE, run_lock_key(run_id))
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def run_alive(conn: psycopg.Connection, run_id: str) -> bool:
@@ -125,8 +132,12 @@ def end_attempt(
 
     `run_id` alone: the job must be `running` for that run (the asset, the reconciler).
     `attempt` too: a `pending` job at that attempt also counts (its run died before claiming).
+    Raises psycopg.errors.LockNotAvailable while a load transaction holds the row.
     """
     with conn.transaction():
+        # The row is locked for the whole load transaction of a loader: do not wait that long
+        # (a sensor tick would stall); LockNotAvailable means "busy, ask again later".
+        conn.execute("SET LOCAL lock_timeout = '10s'")
         row = conn.execute(
             "SELECT job_type, status, attempt, dagster_run_id FROM sftp_jobs"
             " WHERE id = %s FOR UPDATE",

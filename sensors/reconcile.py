@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from dagster import (
     AddDynamicPartitionsRequest,
     DagsterInstance,
@@ -68,14 +69,18 @@ def reconcile_running(conn: Any, instance: DagsterInstance, log: Any) -> list[in
         if status == DagsterRunStatus.FAILURE:  # classify as the failure sensor would
             failures = instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE)
             transient = failure_is_transient([e.dagster_event for e in failures if e.dagster_event])
-        outcome = job_recovery.end_attempt(
-            conn,
-            job.id,
-            reason,
-            run_id=job.run_id,
-            transient=transient,
-            policy=_policy(job.job_type),
-        )
+        try:
+            outcome = job_recovery.end_attempt(
+                conn,
+                job.id,
+                reason,
+                run_id=job.run_id,
+                transient=transient,
+                policy=_policy(job.job_type),
+            )
+        except psycopg.errors.LockNotAvailable:
+            log.info(f"sftp job {job.id}: its row is locked by a load; next tick")
+            continue
         if outcome is None:
             continue  # finished or claimed by another run meanwhile
         ended.append(job.id)
