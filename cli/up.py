@@ -17,9 +17,10 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.supervise import CodeLocationWatch, RestartBudget, say
 from models.settings import Settings, get_settings
 
 STOP_TIMEOUT = 20.0
@@ -35,6 +36,7 @@ class Child:
     url: str
     ready_url: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    restarts: RestartBudget = field(default_factory=RestartBudget)
 
 
 def _reset_signals() -> None:
@@ -46,6 +48,26 @@ def start_child(child: Child, env: dict[str, str]) -> None:
     child.process = subprocess.Popen(
         child.argv, env=env, start_new_session=True, preexec_fn=_reset_signals
     )
+
+
+def restart_if_dead(child: Child, env: dict[str, str]) -> bool:
+    """Start a child that exited again (its strays killed first); False once it keeps dying."""
+    assert child.process is not None
+    code = child.process.poll()
+    if code is None:
+        return True
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.process.pid, signal.SIGKILL)  # workers still holding its port
+    n = child.restarts.take()
+    if n is None:
+        say(
+            f"{child.name} exited ({code}) and keeps dying ({child.restarts.limit} restarts in "
+            f"{child.restarts.window:.0f} s); stopping everything"
+        )
+        return False
+    say(f"{child.name} exited ({code}); restarting it ({n} of {child.restarts.limit})")
+    start_child(child, env)
+    return True
 
 
 def stop_children(children: list[Child]) -> None:
@@ -180,12 +202,14 @@ def run_platform(*, demo: bool = False, with_dagster: bool = True) -> int:
                 seed_demo(settings, database_url)
             except DemoError as exc:  # the platform is up all the same: say why and go on
                 print(f"numbase: demo not seeded: {exc}", file=sys.stderr, flush=True)
+        dagster = next((c for c in children if c.name == "Dagster UI"), None)
+        watch = CodeLocationWatch(dagster.url) if dagster else None
         while not stopping:
             for child in children:
-                assert child.process is not None
-                if child.process.poll() is not None:
-                    print(f"numbase: {child.name} exited ({child.process.returncode})")
+                if not restart_if_dead(child, env):
                     return 1
+            if watch is not None and not watch.check():
+                return 1
             time.sleep(0.5)
         return 0
     finally:

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     dagster_port: int = Field(3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Automatic retries of an SFTP import that failed for a transient reason (database restart,
+    # SFTP drop, a run worker or code server that died): attempts in all, and the first wait
+    # (doubling for each further retry, at most 15 minutes). 1 attempt = no automatic retry.
+    import_retry_attempts: int = Field(3, ge=1, le=20)
+    import_retry_delay_seconds: float = Field(60.0, ge=0, le=3600)
+
     # Conversion (dbt) refresh schedule, a five-field cron expression (UTC).
     conversion_cron: str = Field("*/15 * * * *", pattern=r"^\S+( \S+){4}$")
 

@@ -128,10 +128,12 @@ def get_job(conn: psycopg.Connection, job_id: int, *, lock: bool = False) -> Job
 
 
 def pending_jobs(conn: psycopg.Connection, job_type: str, limit: int = 50) -> list[JobRow]:
-    """Pending requests the inbox sensor does not launch itself, oldest first."""
+    """Pending requests the inbox sensor does not launch itself, oldest first. A retry waiting
+    for its time (next_retry_at set) is the recovery sensor's (models/job_recovery.py)."""
     return _many(
         conn,
         f"SELECT {_COLUMNS} FROM sftp_jobs WHERE status = 'pending' AND job_type = %s"
+        " AND next_retry_at IS NULL"
         " AND coalesce(params->>'source', '') <> %s ORDER BY id LIMIT %s",
         (job_type, INBOX_SOURCE, limit),
     )

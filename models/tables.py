@@ -309,6 +309,11 @@ class SftpJob(Base):
             "content_sha256",
             postgresql_where=text("content_sha256 IS NOT NULL"),
         ),
+        Index(
+            "ix_sftp_jobs_retry_due",
+            "next_retry_at",
+            postgresql_where=text("status = 'pending' AND next_retry_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -325,6 +330,10 @@ class SftpJob(Base):
     dagster_run_id: Mapped[str | None] = mapped_column(String(64))
     # sha256 of the bytes an import read: a delivery's identity (not name + size + mtime).
     content_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Automatic retries (models/job_recovery.py): the attempt now pending or running, and when
+    # a pending retry may start (NULL: at once).
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    next_retry_at: Mapped[dt.datetime | None] = mapped_column(TZ)
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     started_at: Mapped[dt.datetime | None] = mapped_column(TZ)
     completed_at: Mapped[dt.datetime | None] = mapped_column(TZ)

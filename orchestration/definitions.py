@@ -14,7 +14,8 @@ from orchestration.maintenance import auth_housekeeping_job, auth_housekeeping_s
 from orchestration.resources import default_resources
 from sensors.inbox import sftp_inbox_sensor
 from sensors.job_requests import sftp_export_requests_sensor, sftp_import_requests_sensor
-from sensors.run_status import sftp_job_failure_sensor
+from sensors.reconcile import sftp_job_recovery_sensor
+from sensors.run_status import sftp_job_canceled_sensor, sftp_job_failure_sensor
 
 
 def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
@@ -28,6 +29,8 @@ def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
             sftp_import_requests_sensor,
             sftp_export_requests_sensor,
             sftp_job_failure_sensor,
+            sftp_job_canceled_sensor,
+            sftp_job_recovery_sensor,
         ],
         resources=resources if resources is not None else default_resources(),
     )

@@ -16,6 +16,15 @@ from psycopg import sql
 from models.db import libpq_url
 
 DAGSTER_SCHEMA = "dagster"
+RUN_MONITORING = {
+    "enabled": True,
+    "start_timeout_seconds": 180,
+    "cancel_timeout_seconds": 120,
+    "max_resume_run_attempts": 0,
+    "poll_interval_seconds": 30,
+    # A canceled run's pool slot (the dbt pool) is freed after this long.
+    "free_slots_after_run_end_seconds": 300,
+}
 PYTHON_LOGS = {
     "dagster_handler_config": {
         "handlers": {
@@ -75,6 +84,12 @@ def write_dagster_yaml(dagster_home: Path, database_url: str) -> Path:
         # Ops in a pool (the dbt op's "numbase_dbt") run one at a time, so the schedule, the
         # post-import refresh and user requests never run dbt concurrently.
         "concurrency": {"runs": {"max_concurrent_runs": 2}, "pools": {"default_limit": 1}},
+        # Runs stuck STARTING or CANCELING (a dead code server) are failed/canceled by the
+        # daemon; resuming is not possible with the default launcher (max_resume_run_attempts 0).
+        "run_monitoring": RUN_MONITORING,
+        # numbase retries imports itself (sensors/reconcile.py): bounded, with backoff, for
+        # transient causes only; Dagster's run retries would run them twice.
+        "run_retries": {"enabled": False},
         "telemetry": {"enabled": False},
         # Run logs also as JSON lines on stderr (run_id, job, step), like the API's access log.
         "python_logs": PYTHON_LOGS,

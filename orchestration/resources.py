@@ -17,9 +17,10 @@ from typing import IO, Any, Literal
 
 import paramiko
 import psycopg
-from dagster import ConfigurableResource, EnvVar
-from pydantic import Field
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import Field, PrivateAttr
 
+from models import job_recovery
 from models.db import libpq_url
 
 # Network trouble worth a retry (the server went away, a timeout, a refused connection).
@@ -207,10 +208,27 @@ class SFTPResource(ConfigurableResource):
 
 
 class PostgresResource(ConfigurableResource):
-    """The platform database (NUMBASE_DATABASE_URL, or the embedded server when unset)."""
+    """The platform database (NUMBASE_DATABASE_URL, or the embedded server when unset).
+
+    In a run, the process executing it holds the run's liveness lock on a connection of its own
+    for as long as it lives (models/job_recovery.py): that is how the reconcile sensor tells a
+    job whose process died from one still working, whatever the run status says.
+    """
 
     database_url: str | None = None
     phone_region: str = "RU"
+    _liveness: psycopg.Connection | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        run = context.run
+        if run is not None:  # not for sensors and schedules
+            self._liveness = self.connect(f"numbase-run:{run.run_id[:8]}", autocommit=True)
+            job_recovery.hold_run_lock(self._liveness, run.run_id)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._liveness is not None:
+            self._liveness.close()
+            self._liveness = None
 
     def url(self) -> str:
         if self.database_url:

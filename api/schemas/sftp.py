@@ -124,6 +124,13 @@ class SftpJobOut(BaseModel):
     records_count: int
     error_log: str | None
     dagster_run_id: str | None
+    attempt: int = Field(
+        description="The attempt now pending/running, or the last one; more than 1 means "
+        "earlier attempts failed for a transient reason and were retried automatically."
+    )
+    next_retry_at: dt.datetime | None = Field(
+        description="A pending automatic retry starts after this time (error_log says why)."
+    )
     requested_by: int | None
     started_at: dt.datetime | None
     completed_at: dt.datetime | None

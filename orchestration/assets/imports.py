@@ -37,7 +37,7 @@ from models import sftp_jobs
 from models.bulk import BulkLoadError, Reject, load_numbers
 from models.delivery import file_sha256, local_incomplete_reason
 from models.sftp_layout import archive_file, reject_file, rejects_report_path
-from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
+from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure, is_transient
 from orchestration.assets.import_jobs import CHECKS, check_results, resolve_job, source_path
 from orchestration.parsers import ParseError, parse_file
 from orchestration.resources import PostgresResource, SFTPResource, SFTPUnavailable
@@ -103,8 +103,10 @@ def phone_numbers(
         if context.retry_number < SFTP_RETRY.max_retries:
             context.log.warning(f"attempt {context.retry_number + 1}: {exc}; retrying")
             raise
-        fail_job(postgres, job.id, f"SFTP unavailable after retries: {exc}", run_id)
-        raise final_failure(f"SFTP unavailable after retries: {exc}", job.id) from exc
+        fail_job(postgres, job.id, f"SFTP unavailable after retries: {exc}", run_id, transient=True)
+        raise final_failure(
+            f"SFTP unavailable after retries: {exc}", job.id, transient=True
+        ) from exc
     except ParseError as exc:
         reason = f"{path}: {exc.reason}"
         # An archived copy read again stays archived; an inbox file goes to rejected/.
@@ -114,17 +116,20 @@ def phone_numbers(
         fail_job(postgres, job.id, reason + (f" (moved to {where})" if where else ""), run_id)
         raise final_failure(reason, job.id, rejected_to=where or "") from None
     except NotWhole as exc:
-        fail_job(postgres, job.id, str(exc), run_id)
-        raise final_failure(str(exc), job.id) from None
+        # The vendor is still writing (or rewrote it meanwhile): a later attempt reads it whole.
+        fail_job(postgres, job.id, str(exc), run_id, transient=True)
+        raise final_failure(str(exc), job.id, transient=True) from None
     except BulkLoadError as exc:
-        fail_job(postgres, job.id, f"{path}: {exc}", run_id)
-        raise final_failure(f"{path}: {exc}", job.id) from None
+        # A lock or statement timeout (BulkLoadTimeout) is transient; bad arguments are not.
+        transient = bool(getattr(exc, "transient", False))
+        fail_job(postgres, job.id, f"{path}: {exc}", run_id, transient=transient)
+        raise final_failure(f"{path}: {exc}", job.id, transient=transient) from None
     except Exception as exc:
         if isinstance(exc, Failure):
             raise
         message = f"{path}: import rolled back, the file stays where it is: {exc!r}"
-        fail_job(postgres, job.id, message, run_id)
-        raise final_failure(message, job.id) from exc
+        fail_job(postgres, job.id, message, run_id, transient=is_transient(exc))
+        raise final_failure(message, job.id, transient=is_transient(exc)) from exc
 
 
 class NotWhole(Exception):
@@ -201,7 +206,9 @@ def _import(
                 conn.transaction(),
             ):
                 locked = sftp_jobs.get_job(conn, job.id, lock=True)
-                if locked is None or locked.status != "running":
+                # Still ours? A run whose attempt was ended meanwhile must not commit.
+                owner = ("running", job.dagster_run_id)
+                if locked is None or (locked.status, locked.dagster_run_id) != owner:
                     raise final_failure(f"job {job.id} changed meanwhile ({locked})", job.id)
                 result = load_numbers(
                     conn,

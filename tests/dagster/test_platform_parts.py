@@ -78,6 +78,10 @@ def test_dagster_storage_in_postgres(tmp_path: Path, database_url: str) -> None:
     instance = DagsterInstance.from_config(str(tmp_path / "dagster_home"))
     try:
         assert instance.get_runs() == []
+        # Run monitoring on, without resume (the default launcher cannot resume a run).
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+        assert not instance.run_retries_enabled
         instance.add_dynamic_partitions("sftp_inbox_files", ["inbox/a/b.csv"])
     finally:
         instance.dispose()

@@ -168,4 +168,5 @@ def test_database_backend_killed_mid_import_rolls_back_and_file_stays(
     assert harness.exists("inbox/dbkill/big.csv")
     assert not harness.exists("processed/dbkill/big.csv")
     job = harness.job(job_id)
-    assert job["status"] == "failed" and "rolled back" in job["error_log"]
+    # A database failure is transient: the job waits for its automatic retry (test_recovery.py).
+    assert job["status"] == "pending" and "rolled back" in job["error_log"]

@@ -139,8 +139,39 @@ def test_dagster_instance_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_p
     shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     config, _ = dagster_instance_config(str(tmp_path))
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    _check_recovery_config(config)
     workspace = yaml.safe_load((ROOT / "deploy" / "workspace.yaml").read_text())
     assert workspace["load_from"][0]["grpc_server"]["host"] == "code-location"
+
+
+def _check_recovery_config(config: dict) -> None:  # type: ignore[type-arg]
+    # Run monitoring on (stuck STARTING/CANCELING runs end), no resume (the default launcher
+    # cannot), and Dagster's own run retries off: numbase retries imports itself.
+    monitoring = config["run_monitoring"]
+    assert monitoring["enabled"] is True and monitoring["max_resume_run_attempts"] == 0
+    assert 0 < monitoring["start_timeout_seconds"] <= 300
+    assert 0 < monitoring["cancel_timeout_seconds"] <= 300
+    assert monitoring["poll_interval_seconds"] <= 60
+    assert config["run_retries"]["enabled"] is False
+
+
+def test_generated_dagster_yaml_matches_the_shipped_recovery_settings(tmp_path: Path) -> None:
+    from dagster._core.instance.config import dagster_instance_config
+
+    from orchestration import instance
+
+    shipped = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
+    assert shipped["run_monitoring"] == instance.RUN_MONITORING
+    home = tmp_path / "home"
+    home.mkdir()
+    generated = {
+        "storage": shipped["storage"],
+        "run_monitoring": instance.RUN_MONITORING,
+        "run_retries": {"enabled": False},
+    }
+    (home / "dagster.yaml").write_text(yaml.safe_dump(generated))
+    config, _ = dagster_instance_config(str(home))
+    _check_recovery_config(config)
 
 
 def test_only_the_proxy_and_sftp_publish_ports() -> None:
