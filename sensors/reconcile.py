@@ -27,8 +27,7 @@ from dagster import (
 )
 from dagster._core.events import DagsterEventType
 
-from models import job_recovery
-from models import sftp_jobs
+from models import job_recovery, sftp_jobs
 from sensors.inbox import import_run_config
 from sensors.run_status import failure_is_transient
 

@@ -12,8 +12,7 @@ import pytest
 from dagster import DagsterEventType, DagsterRunStatus, build_run_status_sensor_context
 from dagster._core.test_utils import create_run_for_test
 
-from models import job_recovery
-from models import sftp_jobs
+from models import job_recovery, sftp_jobs
 from sensors.inbox import sftp_inbox_sensor
 from sensors.reconcile import sftp_job_recovery_sensor
 from sensors.run_status import sftp_job_canceled_sensor, sftp_job_failure_sensor
