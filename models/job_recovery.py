@@ -87,17 +87,17 @@ def hold_run_lock(conn: psycopg.Connection, run_id: str) -> bool:
 
 
 def run_alive(conn: psycopg.Connection, run_id: str) -> bool:
-    """Does some process hold the run's liveness lock? (Tries it, and lets go at once.)"""
+    """Does some process hold the run's liveness lock? Read from pg_locks in one statement,
+    taking nothing: safe on any connection, a transaction-pooled one included (a try-lock
+    and an unlock could land on two different server connections there)."""
     row = conn.execute(
-        "SELECT pg_try_advisory_lock(%s, %s)", (RUN_LOCK_NAMESPACE, run_lock_key(run_id))
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = (%s::int)::oid AND objid = (%s::int)::oid AND objsubid = 2)",
+        (RUN_LOCK_NAMESPACE, run_lock_key(run_id)),
     ).fetchone()
     assert row is not None
-    if row[0]:
-        conn.execute(
-            "SELECT pg_advisory_unlock(%s, %s)", (RUN_LOCK_NAMESPACE, run_lock_key(run_id))
-        )
-        return False
-    return True
+    return bool(row[0])
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ class LocalPgBouncer:
         pool_mode: str = "transaction",
         default_pool_size: int = 20,
         max_client_conn: int = 500,
-        aliases: dict[str, tuple[str, str]] | None = None,
+        aliases: dict[str, tuple[str, ...]] | None = None,
         connect_query: str | None = None,
     ) -> None:
         parts = urlsplit(upstream_url)
@@ -93,9 +93,9 @@ class LocalPgBouncer:
         self.pool_mode = pool_mode
         self.default_pool_size = default_pool_size
         self.max_client_conn = max_client_conn
-        # alias -> (database, connect_query): a pool of its own whose server connections all
-        # run connect_query once (e.g. Dagster's search_path, which it otherwise sends as the
-        # `options` startup parameter that pgbouncer cannot honour).
+        # alias -> (database, connect_query[, pool_mode]): a pool of its own whose server
+        # connections all run connect_query once (e.g. Dagster's search_path, which it otherwise
+        # sends as the `options` startup parameter that pgbouncer cannot honour).
         self.aliases = aliases or {}
         # run on every new server connection of the catch-all entry (session defaults)
         self.connect_query = connect_query
@@ -116,9 +116,10 @@ class LocalPgBouncer:
         ini.write_text(
             "[databases]\n"
             + "".join(
-                f"{alias} = host={self.upstream_host} port={self.upstream_port} dbname={db}"
-                f" connect_query='{query}'\n"
-                for alias, (db, query) in self.aliases.items()
+                f"{alias} = host={self.upstream_host} port={self.upstream_port} dbname={spec[0]}"
+                + (f" pool_mode={spec[2]}" if len(spec) > 2 else "")
+                + f" connect_query='{spec[1]}'\n"
+                for alias, spec in self.aliases.items()
             )
             + f"* = host={self.upstream_host} port={self.upstream_port}"
             + (f" connect_query='{self.connect_query}'" if self.connect_query else "")
@@ -136,7 +137,8 @@ class LocalPgBouncer:
             # `options` is deliberately NOT ignored: a client that needs per-connection settings
             # must fail loudly here rather than run without them (see the module docstring).
             "ignore_startup_parameters = extra_float_digits\n"
-            "server_reset_query =\n"
+            # DISCARD ALL (the default) resets a session-pooled server connection when its client
+            # leaves: session advisory locks end with their client (models/job_recovery.py).
             f"logfile = {self.log_path}\n"
             f"pidfile = {self.workdir / 'pgbouncer.pid'}\n"
             "admin_users = postgres\n"

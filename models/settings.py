@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # Behind a transaction pooler (pgbouncer): send no per-connection `options` (the pooler
     # refuses them); the session defaults above then come from the pooler's own config.
     db_pooled: bool = False
+    # Where a connection that holds session state goes (an import run's liveness lock, which
+    # must end with its process): behind a transaction pooler, a session-pooled alias or
+    # PostgreSQL itself. Unset: NUMBASE_DATABASE_URL.
+    db_session_url: str | None = None
     phone_region: str = "RU"
 
     # Auth. Unset JWT secret: a random one is generated once and kept in data_dir (0600).

@@ -222,7 +222,11 @@ class PostgresResource(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         run = context.run
         if run is not None:  # not for sensors and schedules
-            self._liveness = self.connect(f"numbase-run:{run.run_id[:8]}", autocommit=True)
+            # A session of its own, past any transaction pooler (NUMBASE_DB_SESSION_URL): the
+            # lock must live and die with this process, not with a pooled server connection.
+            self._liveness = self.connect(
+                f"numbase-run:{run.run_id[:8]}", autocommit=True, session=True
+            )
             job_recovery.hold_run_lock(self._liveness, run.run_id)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
@@ -239,16 +243,26 @@ class PostgresResource(ConfigurableResource):
         return resolve_database_url(load_settings())
 
     def connect(
-        self, application_name: str = "numbase-dagster", *, bulk: bool = True, **kwargs: Any
+        self,
+        application_name: str = "numbase-dagster",
+        *,
+        bulk: bool = True,
+        session: bool = False,
+        **kwargs: Any,
     ) -> psycopg.Connection:
         """A connection with the configured lock timeout, so a held lock fails the import (or
         the sensor tick) with a message naming the wait instead of stalling it. Dagster work
-        (imports, exports) gets the longer bulk statement limit unless `bulk=False`."""
+        (imports, exports) gets the longer bulk statement limit unless `bulk=False`.
+        `session`: one that keeps session state, past any transaction pooler."""
         from models.db import connect, db_timeouts
         from models.settings import load_settings
 
-        timeouts = db_timeouts(load_settings(), bulk=bulk)
-        return connect(self.url(), application_name=application_name, timeouts=timeouts, **kwargs)
+        settings = load_settings()
+        url = libpq_url(settings.db_session_url) if session and settings.db_session_url else None
+        timeouts = db_timeouts(settings, bulk=bulk)
+        return connect(
+            url or self.url(), application_name=application_name, timeouts=timeouts, **kwargs
+        )
 
 
 def _env(name: str) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,3 +220,31 @@ def test_pooled_processes_send_no_options_and_take_the_poolers_limits(
     pooled = db_timeouts(load_settings())
     with connect(url, application_name="t", timeouts=pooled) as conn:
         assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
+
+
+def test_a_run_liveness_lock_needs_the_session_alias(server_url: str, database_url: str) -> None:
+    """An import run holds a session-level advisory lock for as long as its process lives
+    (models/job_recovery.py). Through transaction pooling the lock stays with a pooled server
+    connection after its process is gone - the run would look alive for ever; through a
+    session-pooled alias (NUMBASE_DB_SESSION_URL) it ends with its client."""
+    from models import job_recovery
+
+    db = database_url.rsplit("/", 1)[1]
+    aliases = {f"{db}_session": (db, "SET lock_timeout = 10000", "session")}
+    with (
+        LocalPgBouncer(server_url, aliases=aliases) as bouncer,
+        psycopg.connect(database_url, autocommit=True) as watcher,
+    ):
+        holder = _pooled(bouncer, database_url, autocommit=True)
+        assert job_recovery.hold_run_lock(holder, "run-pooled")
+        holder.close()  # the process "dies"
+        assert job_recovery.run_alive(watcher, "run-pooled")  # stuck with the server conn
+
+        holder = psycopg.connect(bouncer.url(f"{db}_session"), autocommit=True)
+        assert job_recovery.hold_run_lock(holder, "run-session")
+        assert job_recovery.run_alive(watcher, "run-session")
+        holder.close()
+        deadline = time.monotonic() + 10
+        while job_recovery.run_alive(watcher, "run-session"):
+            assert time.monotonic() < deadline, "the lock outlived its client"
+            time.sleep(0.05)

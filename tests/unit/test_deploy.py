@@ -269,6 +269,12 @@ def test_every_numbase_process_reaches_postgres_through_pgbouncer() -> None:
     assert alias, "deploy/dagster.yaml's database must be the pgbouncer alias with search_path"
     storage = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())
     assert "params" not in storage["storage"]["postgres"]["postgres_db"]
+    # Pooled: no options (refused by pgbouncer); the run liveness lock on a session-pooled
+    # alias whose server connections are reset (DISCARD ALL) when their client leaves.
+    assert env["NUMBASE_DB_POOLED"] == "true"
+    assert env["NUMBASE_DB_SESSION_URL"].endswith("@pgbouncer:6432/numbase_session")
+    assert re.search(r"^numbase_session = .*pool_mode=session", ini, re.M)
+    assert not re.search(r"^server_reset_query\s*=\s*$", ini, re.M)
     assert "POSTGRES_PASSWORD" not in (ROOT / "deploy" / "pgbouncer" / "Dockerfile").read_text()
 
 
