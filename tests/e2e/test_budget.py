@@ -9,11 +9,13 @@ import time
 
 import pytest
 
-from tests.e2e import test_platform, test_up
+from tests.e2e import test_platform, test_recovery, test_up
 from tests.e2e.budget import Budget, fits
 
 
-@pytest.mark.parametrize("module", [test_platform, test_up], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [test_platform, test_recovery, test_up], ids=lambda m: m.__name__
+)
 def test_each_e2e_test_fits_its_limits_in_its_timeout(module) -> None:  # type: ignore[no-untyped-def]
     tests = [f for n, f in inspect.getmembers(module, inspect.isfunction) if n.startswith("test_")]
     assert tests

@@ -23,29 +23,49 @@ import psutil
 import psycopg
 import pytest
 
+from tests.e2e.budget import Budget, fits
 from tests.e2e.test_platform import (
     ADMIN_PASSWORD,
-    START_TIMEOUT,
     Platform,
     _created,
     _login,
-    _wait,
-    _wait_gone,
+    _processes_of,
     e2e_database,  # noqa: F401 - the fixture
 )
 
-JOB_TIMEOUT = 300.0  # kill noticed (<= 30 s), retry backoff, a new run starting, the load
+# Seconds per step (tests/e2e/budget.py); the whole test takes 3-4 min at a load average of ~8.
+LIMITS = {
+    "numbase up ready": 240.0,
+    "create-user": 60.0,
+    "SFTP server restarted": 60.0,
+    "SFTP server answers": 60.0,
+    # each: the upload's two sensor ticks and a run reaching its load; the worker's pid
+    "import a.csv inside its load": 150.0,
+    "run worker's pid": 30.0,
+    # each: the kill noticed (<= 30 s), retry backoff, a new run starting, the load
+    "job of a.csv completed on its retry": 200.0,
+    "runs of a.csv ended": 60.0,
+    "import b.csv inside its load": 150.0,
+    "job of b.csv completed on its retry": 200.0,
+    "runs of b.csv ended": 60.0,
+    "Ctrl-C stop": 90.0,
+    "no process left": 30.0,
+}
+TEARDOWN_RESERVE = 120.0
+TIMEOUT = fits(1520.0, LIMITS, TEARDOWN_RESERVE)
 
 
 @pytest.fixture
 def platform(tmp_path: Path, e2e_database: str) -> Iterator[Platform]:  # noqa: F811
     p = Platform(tmp_path, e2e_database)
     p.env.update(NUMBASE_IMPORT_RETRY_ATTEMPTS="3", NUMBASE_IMPORT_RETRY_DELAY_SECONDS="1")
+    p.budget = Budget(TIMEOUT, LIMITS, TEARDOWN_RESERVE)
+    p.budget.context = p.log_tail
     p.start()
     try:
         yield p
     finally:
-        p.stop()
+        p.stop(timeout=TEARDOWN_RESERVE / 2)
         for proc in psutil.process_iter(["environ"]):
             try:
                 if (proc.info["environ"] or {}).get("NUMBASE_DATA_DIR") == str(p.data_dir):
@@ -140,24 +160,22 @@ def _crash_mid_load(p: Platform, db: Db, url: str, path: str, rows: list[str], k
     with psycopg.connect(url) as holder:
         holder.execute("LOCK TABLE phone_numbers IN SHARE MODE")
         _upload(p, path, rows)
-        job_id, run_id = _wait(
-            f"the import of {path} to wait inside its load transaction",
-            lambda: db.blocked_import(path),
-            JOB_TIMEOUT,
-            p.log,
-        )
+        name = path.rsplit("/", 1)[-1]
+        job_id, run_id = p.wait(f"import {name} inside its load", lambda: db.blocked_import(path))
         kill(run_id)
         holder.rollback()
     return job_id
 
 
-def _completed_once(p: Platform, db: Db, job_id: int, project_id: int, n: int, total: int) -> list:  # type: ignore[type-arg]
+def _completed_once(  # type: ignore[type-arg]
+    p: Platform, db: Db, name: str, job_id: int, project_id: int, n: int, total: int
+) -> list:
     def done() -> dict[str, Any] | None:
         job = db.job(job_id)
         assert job["status"] != "failed", job
         return job if job["status"] == "completed" else None
 
-    job = _wait(f"job {job_id} to complete on its retry", done, JOB_TIMEOUT, p.log, every=2)
+    job = p.wait(f"job of {name} completed on its retry", done, every=2)
     assert (job["records_count"], job["attempt"]) == (n, 2), job
     assert (
         db.one("SELECT count(*) FROM phone_numbers WHERE project_id = %s", project_id)[0] == total
@@ -174,18 +192,19 @@ def _completed_once(p: Platform, db: Db, job_id: int, project_id: int, n: int, t
         runs = db.runs_of(job_id)
         return runs if runs and runs[-1][1] in ("SUCCESS", "FAILURE", "CANCELED") else None
 
-    return _wait(f"the runs of job {job_id} to end", runs_ended, 120, p.log)
+    return p.wait(f"runs of {name} ended", runs_ended)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(TIMEOUT)
 def test_killed_children_recover_and_imports_complete_exactly_once(platform: Platform) -> None:
     p = platform
-    _wait("numbase up to report every part ready", p.running, START_TIMEOUT, p.log)
-    made = p.cli(
-        "create-user", "--username", "admin", "--email", "admin@example.com",
-        "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n",
-    )  # fmt: skip
+    p.wait("numbase up ready", p.running)
+    with p.budget.step("create-user") as limit:
+        made = p.cli(
+            "create-user", "--username", "admin", "--email", "admin@example.com",
+            "--role", "admin", "--password-stdin", stdin=ADMIN_PASSWORD + "\n", timeout=limit,
+        )  # fmt: skip
     assert made.returncode == 0, made.stderr
     http = httpx.Client(base_url=p.api, timeout=30)
     admin = _login(http, "admin", ADMIN_PASSWORD)
@@ -198,11 +217,9 @@ def test_killed_children_recover_and_imports_complete_exactly_once(platform: Pla
     # --- a dead child of numbase up is restarted -------------------------------------------
     [sftp_server] = _ours(p, "orchestration.local_sftp")
     sftp_server.send_signal(signal.SIGKILL)
-    _wait(
-        "numbase up to restart the SFTP server",
+    p.wait(
+        "SFTP server restarted",
         lambda: "SFTP server exited (-9); restarting it (1 of 3)" in p.log.read_text(),
-        60,
-        p.log,
     )
 
     def sftp_back() -> bool:
@@ -210,17 +227,17 @@ def test_killed_children_recover_and_imports_complete_exactly_once(platform: Pla
         client.close()
         return True
 
-    _wait("the restarted SFTP server to answer", sftp_back, 60, p.log)
+    p.wait("SFTP server answers", sftp_back)
 
     # --- the run worker killed inside the load transaction ---------------------------------
     rows_a = [f"+7916{i:07d}" for i in range(3000)]
 
     def kill_run_worker(run_id: str) -> None:
-        pid = _wait("the run worker's pid", lambda: db.run_worker_pid(run_id), 30, p.log)
+        pid = p.wait("run worker's pid", lambda: db.run_worker_pid(run_id))
         psutil.Process(pid).send_signal(signal.SIGKILL)
 
     job_a = _crash_mid_load(p, db, url, "inbox/rec/a.csv", rows_a, kill_run_worker)
-    runs = _completed_once(p, db, job_a, project["id"], len(rows_a), len(rows_a))
+    runs = _completed_once(p, db, "a.csv", job_a, project["id"], len(rows_a), len(rows_a))
     assert [status for _, status in runs] == ["FAILURE", "SUCCESS"], runs
 
     # --- the code server killed (with its run worker) inside the load transaction ----------
@@ -231,7 +248,8 @@ def test_killed_children_recover_and_imports_complete_exactly_once(platform: Pla
         _kill_tree(server)
 
     job_b = _crash_mid_load(p, db, url, "inbox/rec/b.csv", rows_b, kill_code_server)
-    runs = _completed_once(p, db, job_b, project["id"], len(rows_b), len(rows_a) + len(rows_b))
+    total = len(rows_a) + len(rows_b)
+    runs = _completed_once(p, db, "b.csv", job_b, project["id"], len(rows_b), total)
     # The dead run is not left STARTED for ever: the recovery sensor failed it.
     assert [status for _, status in runs] == ["FAILURE", "SUCCESS"], runs
     log = p.log.read_text(errors="replace")
@@ -246,6 +264,7 @@ def test_killed_children_recover_and_imports_complete_exactly_once(platform: Pla
     for line in log.splitlines():  # what the recovery sensors did, for the record
         if re.search(r" - sftp_job_\w+_sensor - ", line):
             print(line[:300])
-    code = p.stop()
+    with p.budget.step("Ctrl-C stop") as limit:
+        code = p.stop(timeout=limit)
     assert code == 0, p.log.read_text(errors="replace")[-4000:]
-    assert _wait_gone(p) == []
+    p.budget.poll("no process left", lambda: not _processes_of(p.data_dir, p.ports), every=0.3)
