@@ -33,6 +33,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from models.dialing.resolve import STAGE_COLUMN_DDL, RangeIndex, geo_zone, stage_fragments
+from models.dialing.resolve import current_index as current_registry
+from models.dialing.zonesets import ensure_sets
 from models.phones import normalize_many
 
 # Rows per COPY block: ~1-4 MB of text, small enough to keep memory flat.
@@ -213,16 +216,18 @@ def load_numbers(
     valid = 0
     with conn.transaction():
         _validate_refs(conn, project_id, provider_id, geo_id)
+        # Time zone, region, operator (models/dialing/resolve.py) ride along in the stage.
+        zones = _Zones(current_registry(conn), geo_zone(conn, geo_id))
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE {} (line bigint NOT NULL, phone text NOT NULL, "
-                "attributes jsonb) ON COMMIT DROP"
+                "attributes jsonb, " + STAGE_COLUMN_DDL + ") ON COMMIT DROP"
             ).format(stage)
         )
         next_line = 1
         with (
             conn.cursor() as cur,
-            cur.copy(sql.SQL("COPY {} (line, phone, attributes) FROM STDIN").format(stage)) as copy,
+            cur.copy(sql.SQL("COPY {} FROM STDIN").format(stage)) as copy,
         ):
             for chunk in chunks:
                 if not isinstance(chunk, RowChunk):
@@ -238,11 +243,12 @@ def load_numbers(
                 for lo in range(0, n, _SUB_CHUNK):
                     hi = min(lo + _SUB_CHUNK, n)
                     valid += _copy_sub_chunk(
-                        copy, chunk, lines, lo, hi, region, result, reject_limit, on_reject
+                        copy, chunk, lines, lo, hi, region, result, reject_limit, on_reject, zones
                     )
                 result.read += n
                 if n:
                     next_line = int(list(lines[n - 1 : n])[0]) + 1
+        ensure_sets(conn, zones.sets_seen)
         if valid:
             distinct, inserted = _insert(conn, stage, project_id, provider_id, geo_id)
         else:
@@ -256,6 +262,13 @@ def load_numbers(
     return result
 
 
+@dataclass
+class _Zones:
+    registry: RangeIndex
+    geo_zone: str | None
+    sets_seen: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+
 def _copy_sub_chunk(
     copy: psycopg.Copy,
     chunk: RowChunk,
@@ -266,6 +279,7 @@ def _copy_sub_chunk(
     result: LoadResult,
     reject_limit: int,
     on_reject: Callable[[Reject], None] | None,
+    zones: _Zones,
 ) -> int:
     """Normalise rows [lo, hi) of a chunk, report rejects, COPY the valid ones; -> valid count."""
     # Plain lists: positional indexing even for pandas Series / numpy input.
@@ -280,13 +294,16 @@ def _copy_sub_chunk(
             on_reject(reject)
         if len(result.rejects) < reject_limit:
             result.rejects.append(reject)
+    tz = stage_fragments(phones, zones.registry, zones.geo_zone, zones.sets_seen)
     if attrs is None:
-        body = "".join([f"{ln}\t{p}\t\\N\n" for ln, p in zip(line_slice, phones, strict=True) if p])
+        body = "".join(
+            [f"{ln}\t{p}\t\\N\t{z}\n" for ln, p, z in zip(line_slice, phones, tz, strict=True) if p]
+        )
     else:
         body = "".join(
             [
-                f"{ln}\t{p}\t{_attributes_field(a, ln)}\n"
-                for ln, p, a in zip(line_slice, phones, attrs, strict=True)
+                f"{ln}\t{p}\t{_attributes_field(a, ln)}\t{z}\n"
+                for ln, p, a, z in zip(line_slice, phones, attrs, tz, strict=True)
                 if p
             ]
         )
@@ -340,12 +357,17 @@ def _insert(
         sql.SQL(
             """
             WITH firsts AS MATERIALIZED (
-                SELECT DISTINCT ON (phone) phone, attributes
+                SELECT DISTINCT ON (phone) phone, attributes, range_id, tz, tz_source, tz_set_id
                 FROM {stage} ORDER BY phone, line
             ), ins AS (
                 INSERT INTO phone_numbers (phone_number, project_id, provider_id, geo_id,
-                                           attributes)
-                SELECT phone, %(project)s, %(provider)s, %(geo)s, attributes FROM firsts
+                                           attributes, timezone, timezone_source,
+                                           timezone_set_id, region, operator)
+                SELECT f.phone, %(project)s, %(provider)s, %(geo)s, f.attributes, f.tz,
+                       f.tz_source, f.tz_set_id, r.region, r.operator
+                FROM firsts f LEFT JOIN numbering_ranges r ON r.id = f.range_id
+                -- keep phone order for the unique index (a presorted sort is cheap)
+                ORDER BY f.phone
                 ON CONFLICT (phone_number, project_id) DO NOTHING
                 RETURNING 1
             )

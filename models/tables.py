@@ -190,7 +190,8 @@ class PhoneNumber(Base):
     # Dialing (models/dialing/): nullable, no default, so adding them never rewrites the table.
     timezone: Mapped[str | None] = mapped_column(String(64))
     timezone_source: Mapped[str | None] = mapped_column(String(16))
-    timezone_candidates: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    # Ambiguous numbers: their candidate zones, as a timezone_sets id (8 bytes, not ~250).
+    timezone_set_id: Mapped[int | None] = mapped_column(BigInteger)
     region: Mapped[str | None] = mapped_column(String(255))
     operator: Mapped[str | None] = mapped_column(String(255))
 
@@ -432,6 +433,16 @@ class RegistryLoad(Base):
     ranges: Mapped[int] = mapped_column(BigInteger, nullable=False)
     loaded_by: Mapped[str | None] = mapped_column(String(150))
     loaded_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+
+
+class TimezoneSet(Base):
+    """A set of candidate zones, keyed by a hash of its sorted zones (models/dialing/zonesets.py),
+    so every writer derives the same id without a lookup. Rows are never deleted."""
+
+    __tablename__ = "timezone_sets"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    zones: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
 
 
 class NumberingRange(Base):

@@ -7,6 +7,11 @@ from typing import Any
 from dagster import Definitions
 
 from orchestration.assets.dbt import conversion_definitions
+from orchestration.assets.dialing import (
+    registry_backfill_sensor,
+    timezone_backfill,
+    timezone_backfill_job,
+)
 from orchestration.assets.exports import numbers_export
 from orchestration.assets.imports import phone_numbers
 from orchestration.jobs import sftp_export_job, sftp_import_job
@@ -20,14 +25,15 @@ from sensors.run_status import sftp_job_failure_sensor
 def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
     """Definitions with the given resources (tests), else the ones from NUMBASE_* variables."""
     sftp = Definitions(
-        assets=[phone_numbers, numbers_export],
-        jobs=[sftp_import_job, sftp_export_job, auth_housekeeping_job],
+        assets=[phone_numbers, numbers_export, timezone_backfill],
+        jobs=[sftp_import_job, sftp_export_job, auth_housekeeping_job, timezone_backfill_job],
         schedules=[auth_housekeeping_schedule],
         sensors=[
             sftp_inbox_sensor,
             sftp_import_requests_sensor,
             sftp_export_requests_sensor,
             sftp_job_failure_sensor,
+            registry_backfill_sensor,
         ],
         resources=resources if resources is not None else default_resources(),
     )

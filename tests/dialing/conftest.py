@@ -27,3 +27,10 @@ def registry(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
 
     load_registry(conn, [DEF_UTF8, ABC_CP1251])
     return conn
+
+
+@pytest.fixture
+def postgres_resource(database_url: str):  # type: ignore[no-untyped-def]
+    from orchestration.resources import PostgresResource
+
+    return PostgresResource(database_url=database_url)

@@ -35,10 +35,7 @@ def upgrade() -> None:
     op.add_column(
         "phone_numbers", sa.Column("timezone_source", sa.String(length=16), nullable=True)
     )
-    op.add_column(
-        "phone_numbers",
-        sa.Column("timezone_candidates", postgresql.ARRAY(sa.Text()), nullable=True),
-    )
+    op.add_column("phone_numbers", sa.Column("timezone_set_id", sa.BigInteger(), nullable=True))
     op.add_column("phone_numbers", sa.Column("region", sa.String(length=255), nullable=True))
     op.add_column("phone_numbers", sa.Column("operator", sa.String(length=255), nullable=True))
     # NOT VALID: checked for new rows now, old rows are all NULL anyway; no full scan under lock.
@@ -57,6 +54,12 @@ def upgrade() -> None:
         sa.Column("loaded_by", sa.String(length=150), nullable=True),
         sa.Column("loaded_at", TZ, server_default=NOW, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_registry_loads")),
+    )
+    op.create_table(
+        "timezone_sets",
+        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("zones", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_timezone_sets")),
     )
     op.create_table(
         "numbering_ranges",
@@ -147,6 +150,7 @@ def downgrade() -> None:
     op.drop_table("timezone_backfills")
     op.drop_table("numbering_ranges")
     op.drop_table("registry_loads")
+    op.drop_table("timezone_sets")
     op.drop_constraint(op.f("ck_phone_numbers_timezone_source"), "phone_numbers", type_="check")
-    for column in ("operator", "region", "timezone_candidates", "timezone_source", "timezone"):
+    for column in ("operator", "region", "timezone_set_id", "timezone_source", "timezone"):
         op.drop_column("phone_numbers", column)
