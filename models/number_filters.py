@@ -18,8 +18,9 @@ import phonenumbers
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.dialects import postgresql
 
+from models.dialing.resolve import is_zone
 from models.phones import InvalidPhone, normalize_phone
-from models.tables import NUMBER_STATUSES, PhoneNumber
+from models.tables import NUMBER_STATUSES, TIMEZONE_SOURCES, PhoneNumber
 
 # Columns of an export file, in order.
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -59,6 +60,10 @@ FILTER_NAMES = frozenset(
         "call_attempts_gte",
         "last_call_after",
         "last_call_before",
+        # Dialing (models/dialing/): resolved zone, registry region, how the zone was found.
+        "timezone",
+        "region",
+        "timezone_source",
     }
 )
 
@@ -80,6 +85,9 @@ class NumberFilters:
     call_attempts_gte: int | None = None
     last_call_after: dt.datetime | None = None
     last_call_before: dt.datetime | None = None
+    timezone: str | None = None
+    region: str | None = None
+    timezone_sources: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, region: str = "RU") -> NumberFilters:
@@ -110,6 +118,11 @@ class NumberFilters:
             geo_id=_positive("geo_id", params.get("geo_id")),
             created_after=after,
             created_before=before,
+            timezone=_zone(params.get("timezone")),
+            region=_text("region", params.get("region")),
+            timezone_sources=_choices(
+                "timezone_source", params.get("timezone_source"), TIMEZONE_SOURCES
+            ),
         )
 
 
@@ -146,18 +159,26 @@ def number_conditions(f: NumberFilters) -> list[ColumnElement[bool]]:
         out.append(t.last_call_at >= f.last_call_after)
     if f.last_call_before is not None:
         out.append(t.last_call_at < f.last_call_before)
+    if f.timezone is not None:
+        out.append(t.timezone == f.timezone)
+    if f.region is not None:
+        out.append(t.region == f.region)
+    if f.timezone_sources:
+        out.append(t.timezone_source.in_(f.timezone_sources))
     return out
 
 
 def filters_as_params(f: NumberFilters) -> dict[str, Any]:
     """The non-empty filters as JSON-safe query parameters (audit rows, job params)."""
     out: dict[str, Any] = {}
-    for name in sorted(FILTER_NAMES - {"status", "phone"}):
+    for name in sorted(FILTER_NAMES - {"status", "phone", "timezone_source"}):
         value = getattr(f, name)
         if value is not None:
             out[name] = value.isoformat() if isinstance(value, dt.datetime) else value
     if f.statuses:
         out["status"] = list(f.statuses)
+    if f.timezone_sources:
+        out["timezone_source"] = list(f.timezone_sources)
     if f.phone is not None:
         out["phone"] = f.phone
     if f.project_ids is not None:
@@ -253,6 +274,40 @@ def _phone(value: Any, region: str) -> tuple[str | None, bool]:
 
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _zone(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not is_zone(value):
+        raise FilterError(
+            f"timezone must be an IANA time zone such as Europe/Moscow, got {value!r}"
+        )
+    return value
+
+
+def _text(name: str, value: Any, max_length: int = 255) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        raise FilterError(f"{name} must be text of at most {max_length} characters")
+    return value.strip()
+
+
+def _choices(name: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise FilterError(f"{name} must be a list or a comma-separated string, got {value!r}")
+    out: list[str] = []
+    for item in items:
+        choice = str(item).strip()
+        if choice not in allowed:
+            raise FilterError(f"{name} {choice!r} is not one of {', '.join(allowed)}")
+        if choice not in out:
+            out.append(choice)
+    return tuple(out)
 
 
 def _statuses(value: Any) -> tuple[str, ...]:

@@ -53,6 +53,7 @@ from api.schemas.numbers import (
     NumberPatch,
 )
 from api.scope import get_project_or_404, visible_project_ids
+from models.dialing.resolve import columns_for_session
 from models.number_filters import (
     FilterError,
     NumberFilters,
@@ -109,6 +110,11 @@ def number_filters(
     last_call_before: Annotated[
         IsoDateTime | None, Query(description="last_call_at < this")
     ] = None,
+    timezone: Annotated[str | None, Query(max_length=64, description="IANA zone")] = None,
+    region: Annotated[str | None, Query(max_length=255, description="registry region")] = None,
+    timezone_source: Annotated[
+        str | None, Query(max_length=100, description="comma-separated: geo,registry,...")
+    ] = None,
 ) -> NumberFilters:
     params: dict[str, Any] = {
         "project_id": project_id,
@@ -122,6 +128,9 @@ def number_filters(
         "call_attempts_gte": call_attempts_gte,
         "last_call_after": last_call_after,
         "last_call_before": last_call_before,
+        "timezone": timezone,
+        "region": region,
+        "timezone_source": timezone_source,
     }
     return parse_filters({k: v for k, v in params.items() if v is not None}, settings.phone_region)
 
@@ -322,6 +331,7 @@ def create_number(
     phone = _normalize(body.phone_number, settings.phone_region)
     check_refs(session, body.provider_id, body.geo_id)
     values = body.model_dump() | {"phone_number": phone}
+    values |= columns_for_session(session, phone, body.geo_id)  # time zone, region, operator
     number = session.scalar(
         insert(PhoneNumber)
         .values(**values)

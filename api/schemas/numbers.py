@@ -35,6 +35,14 @@ class NumberOut(BaseModel):
     attributes: dict[str, Any] | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    timezone: str | None = Field(
+        None, description="IANA zone; null when ambiguous or unknown (docs/dialing-rules.md)"
+    )
+    timezone_source: str | None = Field(
+        None, description="geo, registry, libphonenumber, ambiguous, unknown (null: not yet)"
+    )
+    region: str | None = Field(None, description="the numbering-plan registry's region")
+    operator: str | None = Field(None, description="the numbering-plan registry's operator")
 
 
 class NumberPage(BaseModel):

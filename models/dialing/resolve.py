@@ -255,3 +255,32 @@ def geo_zone(conn: psycopg.Connection[Any], geo_id: int | None) -> str | None:
     row = conn.execute("SELECT timezone FROM geo WHERE id = %s", (geo_id,)).fetchone()
     zone = row[0] if row else None
     return zone if is_zone(zone) else None
+
+
+def columns_for(conn: psycopg.Connection[Any], phone: str, geo_id: int | None) -> dict[str, Any]:
+    """The dialing columns of one number about to be inserted (the single-number paths)."""
+    seen: dict[int, tuple[str, ...]] = {}
+    frag = stage_fragments([phone], current_index(conn), geo_zone(conn, geo_id), seen)[0]
+    rid, tz, source, sid = frag.split("\t")
+    from models.dialing.zonesets import ensure_sets
+
+    ensure_sets(conn, seen)
+    region = operator = None
+    if rid != "\\N":
+        row = conn.execute(
+            "SELECT region, operator FROM numbering_ranges WHERE id = %s", (int(rid),)
+        ).fetchone()
+        if row is not None:
+            region, operator = row
+    return {
+        "timezone": None if tz == "\\N" else tz,
+        "timezone_source": source,
+        "timezone_set_id": None if sid == "\\N" else int(sid),
+        "region": region,
+        "operator": operator,
+    }
+
+
+def columns_for_session(session: Any, phone: str, geo_id: int | None) -> dict[str, Any]:
+    """`columns_for` inside a SQLAlchemy session's transaction (its psycopg connection)."""
+    return columns_for(session.connection().connection.driver_connection, phone, geo_id)
