@@ -34,6 +34,7 @@ from models.dialing.zonesets import normalised, set_id
 
 _UNKNOWN_ZONE = "Etc/Unknown"
 # Columns the resolution adds to a staging table, in COPY order.
+_NULL = "\\N"  # COPY text's NULL
 STAGE_COLUMNS = ("range_id", "tz", "tz_source", "tz_set_id")
 STAGE_COLUMN_DDL = "range_id bigint, tz text, tz_source text, tz_set_id bigint"
 
@@ -65,13 +66,13 @@ def is_zone(name: str | None) -> bool:
 
 
 # Memo of libphonenumber's number-type decision (unknown / country-wide / geographic); the zone
-# itself is then a plain prefix-table lookup. For +7 (Russia and Kazakhstan: most of the base)
-# libphonenumber's type patterns look at no more than 6 national digits, so the memo key is
-# '+7' + 6 digits and the length; tests/dialing/test_timezones.py sweeps random numbers against
-# libphonenumber. Elsewhere the type can depend on every digit (Indonesia), so the key is the
-# whole number: exact, at libphonenumber's own speed (~75k/s) for the foreign minority.
-_KIND_DIGITS = {"7": 1 + 7}
-_KIND_DIGITS_DEFAULT = 16
+# itself is then a plain prefix-table lookup. The memo key is as many leading characters as
+# libphonenumber's type patterns look at: Russian ranges (+7 3/4/8/9) are typed by their first
+# 3 national digits (key '+7' + 4 digits), Kazakh ones (+7 6/7) by up to 5 (key '+7' + 6).
+# Elsewhere the type can depend on every digit (e.g. Indonesia), so the key is the whole
+# number: exact, at libphonenumber's own speed (~75k/s) for the foreign minority.
+# tests/dialing/test_timezones.py sweeps random numbers against libphonenumber itself.
+_KIND_KEY_CHARS = {"+73": 6, "+74": 6, "+78": 6, "+79": 6, "+7": 8}
 _KIND_MEMO: dict[tuple[str, int], tuple[str, ...] | None] = {}
 _KIND_MEMO_MAX = 50_000
 _GEOGRAPHIC: tuple[str, ...] | None = None  # memo value meaning "look the prefix up"
@@ -102,7 +103,8 @@ def _zones_of_prefix(digits: str) -> tuple[str, ...]:
 def libphonenumber_zones(phone: str) -> tuple[str, ...]:
     """libphonenumber's zones for an E.164 number, as `time_zones_for_number` gives them, at
     dictionary speed: the number-type decision (which costs a parse) is memoised by prefix."""
-    key = (phone[: _KIND_DIGITS.get(phone[1:2], _KIND_DIGITS_DEFAULT)], len(phone))
+    depth = _KIND_KEY_CHARS.get(phone[:3]) or _KIND_KEY_CHARS.get(phone[:2]) or len(phone)
+    key = (phone[:depth], len(phone))
     if key in _KIND_MEMO:
         kind = _KIND_MEMO[key]
     else:
@@ -133,6 +135,14 @@ class RangeIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def fragment_array(self) -> np.ndarray:
+        arr = self.__dict__.get("_fragment_array")
+        if arr is None:
+            arr = np.array(self.fragments, dtype=object)
+            object.__setattr__(self, "_fragment_array", arr)
+        return arr
+
     def match(self, national: np.ndarray) -> np.ndarray:
         """Per national number (-1 for none), the index of its range, or -1."""
         if not len(self.ids):
@@ -143,7 +153,7 @@ class RangeIndex:
         return np.where(hit, pos, -1)
 
 
-_INDEX_CACHE: dict[tuple[str, int | None], RangeIndex] = {}
+_INDEX_CACHE: dict[tuple[Any, ...], RangeIndex] = {}
 
 
 def current_index(conn: psycopg.Connection[Any]) -> RangeIndex:
@@ -152,11 +162,15 @@ def current_index(conn: psycopg.Connection[Any]) -> RangeIndex:
     Reading `numbering_ranges` here takes its ACCESS SHARE lock until the caller's transaction
     ends, so a registry swap (TRUNCATE) waits and the range ids stay valid for the caller's
     INSERT."""
-    row = conn.execute("SELECT load_id FROM numbering_ranges LIMIT 1").fetchone()
-    load_id = int(row[0]) if row else None
-    if load_id is None:
+    row = conn.execute(
+        "SELECT r.load_id, l.loaded_at FROM numbering_ranges r "
+        "JOIN registry_loads l ON l.id = r.load_id LIMIT 1"
+    ).fetchone()
+    if row is None:
         return RangeIndex.empty()
-    key = (f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}", load_id)
+    load_id = int(row[0])
+    # The load's time too: ids restart after a TRUNCATE ... RESTART IDENTITY (tests, restores).
+    key = (f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}", load_id, row[1])
     cached = _INDEX_CACHE.get(key)
     if cached is not None:
         return cached
@@ -186,10 +200,9 @@ def _zones(zones: Sequence[str] | None) -> tuple[str, ...] | None:
 
 def national_numbers(phones: Sequence[str | None]) -> np.ndarray:
     """+7 national numbers as int64 (10 digits after +7), -1 for anything else."""
-    return np.fromiter(
-        (int(p[2:]) if p and len(p) == 12 and p.startswith("+7") else -1 for p in phones),
+    return np.array(
+        [int(p[2:]) if p and p[:2] == "+7" and len(p) == 12 else -1 for p in phones],
         dtype=np.int64,
-        count=len(phones),
     )
 
 
@@ -204,23 +217,32 @@ def stage_fragments(
     if sets_seen is not None:
         sets_seen.update(index.sets)
     pos = index.match(national_numbers(phones))
-    out: list[str] = []
-    frags, ids, has_zones = index.fragments, index.ids, index.has_zones
-    for phone, i in zip(phones, pos.tolist(), strict=True):
+    n = len(phones)
+    if geo_zone is not None:
+        ids = index.ids
+        rids = [str(ids[i]) if i >= 0 else _NULL for i in pos.tolist()]
+        tail = f"\t{geo_zone}\tgeo\t{_NULL}"
+        return ["" if not p else r + tail for p, r in zip(phones, rids, strict=True)]
+    # Registry hits with zones: one numpy gather of ready-made fragments.
+    decided = pos >= 0
+    if len(index.ids):
+        decided &= index.has_zones[np.clip(pos, 0, None)]
+    out: list[str] = (
+        index.fragment_array[np.where(decided, pos, 0)].tolist() if len(index.ids) else [""] * n
+    )
+    ids = index.ids
+    for k in np.flatnonzero(~decided).tolist():  # the rest: libphonenumber, per memoised prefix
+        phone = phones[k]
         if not phone:
-            out.append("")
-        elif geo_zone is not None:
-            rid = str(ids[i]) if i >= 0 else "\\N"
-            out.append(f"{rid}\t{geo_zone}\tgeo\t\\N")
-        elif i >= 0 and has_zones[i]:
-            out.append(frags[i])
-        else:
-            zones = libphonenumber_zones(phone)
-            if len(zones) > 1:
-                zones = normalised(zones)
-                if sets_seen is not None:
-                    sets_seen[set_id(zones)] = zones
-            out.append(_fragment(ids[i] if i >= 0 else None, zones, "libphonenumber"))
+            out[k] = ""
+            continue
+        zones = libphonenumber_zones(phone)
+        if len(zones) > 1:
+            zones = normalised(zones)
+            if sets_seen is not None:
+                sets_seen[set_id(zones)] = zones
+        i = int(pos[k])
+        out[k] = _fragment(ids[i] if i >= 0 else None, zones, "libphonenumber")
     return out
 
 
