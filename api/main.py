@@ -13,9 +13,11 @@ from api.openapi import install_openapi
 from api.routers import (
     audit_log,
     auth,
+    callable_numbers,
     conversion,
     geo,
     health,
+    holidays,
     links,
     numbers,
     projects,
@@ -67,5 +69,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(numbers.router)
     app.include_router(sftp.router)
     app.include_router(conversion.router)
+    app.include_router(callable_numbers.router)
+    app.include_router(holidays.router)
     install_openapi(app)
     return app

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, not_, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
 
 from models.dialing.resolve import is_zone
 from models.phones import InvalidPhone, normalize_phone
@@ -64,6 +65,7 @@ FILTER_NAMES = frozenset(
         "timezone",
         "region",
         "timezone_source",
+        "callable_now",
     }
 )
 
@@ -88,6 +90,10 @@ class NumberFilters:
     timezone: str | None = None
     region: str | None = None
     timezone_sources: tuple[str, ...] = ()
+    # callable_now=true|false: the eligibility predicate at the moment the query is built, set by
+    # `with_callable` (it reads the holidays and schedules); number_conditions refuses without.
+    callable_now: bool | None = None
+    callable_predicate: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, region: str = "RU") -> NumberFilters:
@@ -123,6 +129,7 @@ class NumberFilters:
             timezone_sources=_choices(
                 "timezone_source", params.get("timezone_source"), TIMEZONE_SOURCES
             ),
+            callable_now=_bool("callable_now", params.get("callable_now")),
         )
 
 
@@ -165,13 +172,39 @@ def number_conditions(f: NumberFilters) -> list[ColumnElement[bool]]:
         out.append(t.region == f.region)
     if f.timezone_sources:
         out.append(t.timezone_source.in_(f.timezone_sources))
+    if f.callable_now is not None:
+        if f.callable_predicate is None:
+            raise FilterError("callable_now needs with_callable() before the query is built")
+        out.append(f.callable_predicate if f.callable_now else not_(f.callable_predicate))
     return out
+
+
+def with_callable(
+    session: Session, f: NumberFilters, now: dt.datetime | None = None
+) -> NumberFilters:
+    """`f` with its callable_now predicate computed for `now` (default: this moment)."""
+    if f.callable_now is None:
+        return f
+    from models.dialing.eligibility import callable_condition
+    from models.dialing.policy import PolicyConfig
+    from models.settings import get_settings
+
+    if f.project_id is not None:
+        scope: tuple[int, ...] | None = (f.project_id,)
+    else:
+        scope = f.project_ids
+    predicate = callable_condition(
+        session, now or dt.datetime.now(dt.UTC), scope, PolicyConfig.from_settings(get_settings())
+    )
+    return replace(f, callable_predicate=predicate)
 
 
 def filters_as_params(f: NumberFilters) -> dict[str, Any]:
     """The non-empty filters as JSON-safe query parameters (audit rows, job params)."""
     out: dict[str, Any] = {}
     for name in sorted(FILTER_NAMES - {"status", "phone", "timezone_source"}):
+        if name == "callable_now" and f.callable_now is None:
+            continue
         value = getattr(f, name)
         if value is not None:
             out[name] = value.isoformat() if isinstance(value, dt.datetime) else value
@@ -274,6 +307,19 @@ def _phone(value: Any, region: str) -> tuple[str | None, bool]:
 
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _bool(name: str, value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise FilterError(f"{name} must be true or false, got {value!r}")
 
 
 def _zone(value: Any) -> str | None:

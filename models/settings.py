@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     dagster_port: int = Field(3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Dialing policy (models/dialing/policy.py): legal hours in the number's local time on
+    # working days and on weekends/holidays; the zone assumed for numbers of unknown zone
+    # (empty: such numbers are never callable).
+    dialing_workday_hours: str = "08:00-22:00"
+    dialing_dayoff_hours: str = "09:00-20:00"
+    dialing_unknown_zone: str = ""
+
     # Conversion (dbt) refresh schedule, a five-field cron expression (UTC).
     conversion_cron: str = Field("*/15 * * * *", pattern=r"^\S+( \S+){4}$")
 
@@ -74,6 +81,23 @@ class Settings(BaseSettings):
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"{value!r} is not an ISO 3166 region phonenumbers knows")
         return region
+
+    @field_validator("dialing_workday_hours", "dialing_dayoff_hours")
+    @classmethod
+    def _check_hours(cls, value: str) -> str:
+        from models.dialing.policy import parse_hours
+
+        parse_hours(value)
+        return value
+
+    @field_validator("dialing_unknown_zone")
+    @classmethod
+    def _check_unknown_zone(cls, value: str) -> str:
+        from models.dialing.resolve import is_zone
+
+        if value and not is_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone (or leave it empty: never)")
+        return value
 
     @field_validator("sftp_key_file")
     @classmethod

@@ -60,6 +60,7 @@ from models.number_filters import (
     copy_query,
     filters_as_params,
     number_conditions,
+    with_callable,
 )
 from models.number_transitions import can_transition, explain, sources_for
 from models.phones import InvalidPhone, normalize_phone
@@ -115,6 +116,10 @@ def number_filters(
     timezone_source: Annotated[
         str | None, Query(max_length=100, description="comma-separated: geo,registry,...")
     ] = None,
+    callable_now: Annotated[
+        bool | None,
+        Query(description="may be called at this moment (local hours, holidays, schedule, DNC)"),
+    ] = None,
 ) -> NumberFilters:
     params: dict[str, Any] = {
         "project_id": project_id,
@@ -131,6 +136,7 @@ def number_filters(
         "timezone": timezone,
         "region": region,
         "timezone_source": timezone_source,
+        "callable_now": callable_now,
     }
     return parse_filters({k: v for k, v in params.items() if v is not None}, settings.phone_region)
 
@@ -146,7 +152,12 @@ def parse_filters(params: dict[str, Any], region: str, prefix: str = "") -> Numb
 
 
 def scoped(session: Session, user: CurrentUser, f: NumberFilters) -> NumberFilters:
-    """The filter restricted to the user's scope; 404 if it names a project outside it."""
+    """The filter restricted to the user's scope; 404 if it names a project outside it; with
+    callable_now's predicate for this moment (models/dialing/eligibility.py)."""
+    return with_callable(session, _scoped(session, user, f))
+
+
+def _scoped(session: Session, user: CurrentUser, f: NumberFilters) -> NumberFilters:
     if f.project_id is not None:
         get_project_or_404(session, user, f.project_id)
         return f  # one visible project: nothing wider to restrict

@@ -10,7 +10,8 @@ import time
 
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 
-from models.number_filters import FilterError, NumberFilters, copy_query
+from models.db import make_engine
+from models.number_filters import FilterError, NumberFilters, copy_query, with_callable
 from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
 from orchestration.resources import PostgresResource, SFTPResource, SFTPUnavailable
 from sensors import jobstore
@@ -60,6 +61,7 @@ def numbers_export(
             raise final_failure(f"params.filters: {exc}", job.id) from None
         # The job's project always wins over whatever the filters say.
         filters = dataclasses.replace(filters, project_id=project[0])
+        filters = _with_callable(postgres, filters)
         name = export_name(job.params.get("name"), project[1], job.id)
         return _export(context, job.id, filters, name, sftp, postgres)
     except SFTPUnavailable as exc:
@@ -74,6 +76,18 @@ def numbers_export(
     except Exception as exc:
         fail_job(postgres, job.id, f"export failed: {exc!r}", run_id)
         raise final_failure(f"export failed: {exc!r}", job.id) from exc
+
+
+def _with_callable(postgres: PostgresResource, filters: NumberFilters) -> NumberFilters:
+    """callable_now is decided when the export runs (models/dialing/eligibility.py)."""
+    if filters.callable_now is None:
+        return filters
+    engine = make_engine(postgres.url(), pool_size=None)
+    try:
+        with engine.connect() as conn:
+            return with_callable(conn, filters)  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
 
 
 def _export(
