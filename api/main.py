@@ -15,6 +15,7 @@ from api.routers import (
     auth,
     callable_numbers,
     conversion,
+    dnc,
     geo,
     health,
     holidays,
@@ -71,5 +72,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(conversion.router)
     app.include_router(callable_numbers.router)
     app.include_router(holidays.router)
+    app.include_router(dnc.router)
     install_openapi(app)
     return app

@@ -73,6 +73,7 @@ class LoadResult:
     duplicate_in_input: int = 0
     already_present: int = 0
     invalid: int = 0
+    on_dnc: int = 0  # distinct valid numbers of the input on an active do-not-call entry
     rejects: list[Reject] = field(default_factory=list)  # the first `reject_limit`
     seconds: float = 0.0
 
@@ -250,7 +251,9 @@ def load_numbers(
                     next_line = int(list(lines[n - 1 : n])[0]) + 1
         ensure_sets(conn, zones.sets_seen)
         if valid:
-            distinct, inserted = _insert(conn, stage, project_id, provider_id, geo_id)
+            distinct, inserted, result.on_dnc = _insert(
+                conn, stage, project_id, provider_id, geo_id
+            )
         else:
             distinct = inserted = 0
         conn.execute(sql.SQL("DROP TABLE {}").format(stage))
@@ -341,10 +344,10 @@ def _insert(
     project_id: int,
     provider_id: int | None,
     geo_id: int | None,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """The one INSERT: dedupe the stage (first line wins), skip numbers the project has.
 
-    Returns (distinct valid numbers, inserted rows).
+    Returns (distinct valid numbers, inserted rows, of the distinct ones on a DNC list).
     """
     prev = conn.execute(
         "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
@@ -371,7 +374,12 @@ def _insert(
                 ON CONFLICT (phone_number, project_id) DO NOTHING
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM ins)
+            SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM ins),
+                   (SELECT count(*) FROM firsts f WHERE EXISTS (
+                        SELECT 1 FROM dnc_entries d
+                        WHERE d.phone_number = f.phone
+                          AND (d.project_id IS NULL OR d.project_id = %(project)s)
+                          AND (d.expires_at IS NULL OR d.expires_at > now())))
             """
         ).format(stage=stage),
         {"project": project_id, "provider": provider_id, "geo": geo_id},
@@ -380,4 +388,4 @@ def _insert(
     # Put both back: inside a caller's transaction SET LOCAL would outlive our savepoint.
     conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
     conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), int(row[2])

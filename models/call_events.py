@@ -48,6 +48,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from models.dialing.dnc import record_opt_outs
+
 MAX_BATCH = 1000
 SYSTEM_ACTOR = "system:softphone"
 STATUS_ACTION = "softphone_status"
@@ -305,6 +307,10 @@ def store_and_apply(conn: Connection, events: Sequence[EventIn]) -> BatchOutcome
             },
         ).one()
         numbers_updated, status_changes = counts.numbers_updated, counts.status_changes
+        # An opt-out result lists the number for its project at once (models/dialing/dnc.py).
+        record_opt_outs(
+            conn, [e.event_id for e in applied if e.event_type == "call_result"], SYSTEM_ACTOR
+        )
 
     seen: set[str] = set()
     outcomes: list[EventOutcome] = []

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import ColumnElement, not_, select
+from sqlalchemy import ColumnElement, func, not_, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from models.dialing.eligibility import dnc_listed
 from models.dialing.resolve import is_zone
 from models.phones import InvalidPhone, normalize_phone
 from models.tables import NUMBER_STATUSES, TIMEZONE_SOURCES, PhoneNumber
@@ -66,6 +67,7 @@ FILTER_NAMES = frozenset(
         "region",
         "timezone_source",
         "callable_now",
+        "include_dnc",  # exports only: numbers on a do-not-call list are left out unless true
     }
 )
 
@@ -94,6 +96,7 @@ class NumberFilters:
     # `with_callable` (it reads the holidays and schedules); number_conditions refuses without.
     callable_now: bool | None = None
     callable_predicate: Any = field(default=None, compare=False, repr=False)
+    include_dnc: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, region: str = "RU") -> NumberFilters:
@@ -130,6 +133,7 @@ class NumberFilters:
                 "timezone_source", params.get("timezone_source"), TIMEZONE_SOURCES
             ),
             callable_now=_bool("callable_now", params.get("callable_now")),
+            include_dnc=bool(_bool("include_dnc", params.get("include_dnc"))),
         )
 
 
@@ -203,7 +207,9 @@ def filters_as_params(f: NumberFilters) -> dict[str, Any]:
     """The non-empty filters as JSON-safe query parameters (audit rows, job params)."""
     out: dict[str, Any] = {}
     for name in sorted(FILTER_NAMES - {"status", "phone", "timezone_source"}):
-        if name == "callable_now" and f.callable_now is None:
+        if (name == "callable_now" and f.callable_now is None) or (
+            name == "include_dnc" and not f.include_dnc
+        ):
             continue
         value = getattr(f, name)
         if value is not None:
@@ -231,7 +237,10 @@ def copy_query(
     bad = [c for c in columns if c not in t]
     if bad:
         raise FilterError(f"unknown column(s): {', '.join(bad)}")
-    stmt = select(*(t[c] for c in columns)).where(*number_conditions(f)).order_by(t.id)
+    conditions = number_conditions(f)
+    if not f.include_dnc:  # exports leave do-not-call numbers out unless asked
+        conditions.append(not_(dnc_listed(func.now())))
+    stmt = select(*(t[c] for c in columns)).where(*conditions).order_by(t.id)
     # render_postcompile: expanding IN (...) lists become plain parameters COPY can take.
     compiled = stmt.compile(
         dialect=postgresql.psycopg.dialect(), compile_kwargs={"render_postcompile": True}

@@ -120,6 +120,9 @@ def number_filters(
         bool | None,
         Query(description="may be called at this moment (local hours, holidays, schedule, DNC)"),
     ] = None,
+    include_dnc: Annotated[
+        bool | None, Query(description="exports: keep do-not-call numbers (default: left out)")
+    ] = None,
 ) -> NumberFilters:
     params: dict[str, Any] = {
         "project_id": project_id,
@@ -137,6 +140,7 @@ def number_filters(
         "region": region,
         "timezone_source": timezone_source,
         "callable_now": callable_now,
+        "include_dnc": include_dnc,
     }
     return parse_filters({k: v for k, v in params.items() if v is not None}, settings.phone_region)
 

@@ -59,3 +59,61 @@ class DialingCard(BaseModel):
     callable_now: bool
     reason: str | None = Field(description="why not callable now")
     next_window_opens: dt.datetime | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Reason = Field(min_length=1, max_length=1000, pattern=r"^[^\x00]*$")
+Source = Field("manual", min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class DncIn(_Strict):
+    phone_number: str = Field(min_length=1, max_length=64, description="any format; stored E.164")
+    project_id: int | None = Field(None, ge=1, description="null: the global list (admins)")
+    reason: str = Reason
+    source: str = Source
+    expires_at: dt.datetime | None = Field(None, description="null: never expires")
+
+
+class DncPatch(_Strict):
+    reason: str | None = Field(None, min_length=1, max_length=1000, pattern=r"^[^\x00]*$")
+    expires_at: dt.datetime | None = Field(None, description="null makes it permanent")
+
+
+class DncOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    project_id: int | None
+    phone_number: str
+    reason: str
+    source: str
+    expires_at: dt.datetime | None
+    added_by: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class DncBulkIn(_Strict):
+    project_id: int | None = Field(None, ge=1, description="null: the global list (admins)")
+    reason: str = Reason
+    source: str = Source
+    expires_at: dt.datetime | None = None
+    numbers: list[str | int] = Field(min_length=1, max_length=100_000)
+
+
+class DncRejectOut(BaseModel):
+    line: int
+    raw: str
+    reason: str
+
+
+class DncBulkOut(BaseModel):
+    project_id: int | None
+    read: int
+    added: int
+    updated: int = Field(description="already listed; reason/source/expiry replaced")
+    invalid: int
+    rejects: list[DncRejectOut]

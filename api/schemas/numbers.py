@@ -109,6 +109,7 @@ class BulkCreateOut(BaseModel):
     duplicate_in_input: int
     already_present: int
     invalid: int
+    on_dnc: int = Field(0, description="numbers of the input on an active do-not-call entry")
     rejects: list[RejectOut] = Field(description="the first 1000 rejected rows")
     seconds: float
 

@@ -83,6 +83,7 @@ def test_mixed_input_gives_exact_counts_rejects_and_attributes(conn, factory) ->
         "duplicate_in_input": 3,
         "already_present": 1,
         "invalid": 3,
+        "on_dnc": 0,
     }
     assert result.rejects == [
         Reject(3, "abc", _reason("abc")),
