@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ import psycopg
 from models.dialing.regions import match_region
 
 COUNTRY = "7"
+# How long a swap waits for running bulk loads (which read the registry) to finish.
+SWAP_WAIT_SECONDS = 600.0
 # National numbers of +7 are 10 digits: a 3-digit ABC/DEF code and a 7-digit subscriber part.
 _SUBSCRIBER_DIGITS = 7
 _HEADER_KEYS = {
@@ -316,6 +319,28 @@ def _refuse_overlaps(conn: psycopg.Connection[Any], counts: list[FileCounts]) ->
         )
 
 
+def _lock_ranges(conn: psycopg.Connection[Any], wait_seconds: float = SWAP_WAIT_SECONDS) -> None:
+    """Take the registry's exclusive lock without queueing for it.
+
+    A plain TRUNCATE behind a long-running import would queue, and every later reader (other
+    imports' lookups) would queue behind it. NOWAIT in a savepoint, retried, keeps the queue
+    empty: readers carry on while the swap waits its turn. The lock outlives the savepoint."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with conn.transaction():
+                conn.execute("LOCK TABLE numbering_ranges IN ACCESS EXCLUSIVE MODE NOWAIT")
+            return
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() >= deadline:
+                raise RegistryFormatError(
+                    "(registry)", None,
+                    f"the registry is in use by running loads for over {wait_seconds:.0f} s; "
+                    "try again",
+                ) from None  # fmt: skip
+            time.sleep(0.2)
+
+
 def _swap(conn: psycopg.Connection[Any], counts: list[FileCounts], loaded_by: str | None) -> int:
     total = sum(c.ranges for c in counts)
     row = conn.execute(
@@ -324,7 +349,8 @@ def _swap(conn: psycopg.Connection[Any], counts: list[FileCounts], loaded_by: st
     ).fetchone()
     assert row is not None
     load_id = int(row[0])
-    # TRUNCATE takes ACCESS EXCLUSIVE until commit: no reader ever sees an empty registry.
+    _lock_ranges(conn)
+    # TRUNCATE holds ACCESS EXCLUSIVE until commit: no reader ever sees an empty registry.
     conn.execute("TRUNCATE numbering_ranges")
     conn.execute(
         """
