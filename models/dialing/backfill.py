@@ -4,7 +4,7 @@ A back-fill is a `timezone_backfills` row walking `phone_numbers` by id in bound
 batch is one short transaction that updates only the rows whose values change and moves the
 row's `last_id` forward, so a run stopped at any point (killed, or told to stop after N batches)
 resumes where the last committed batch ended, and no long UPDATE ever holds the table.
-Started after every registry load (and by hand after a geo change).
+Started by a sensor after every registry load and geo change (`needs_backfill`).
 """
 
 from __future__ import annotations
@@ -49,16 +49,35 @@ def open_backfill(conn: psycopg.Connection[Any]) -> int:
 
 
 def needs_backfill(conn: psycopg.Connection[Any]) -> bool:
-    """Whether a registry load is newer than the newest finished back-fill (or one is open)."""
+    """Whether a back-fill is due: one is open, a registry load is newer than the newest
+    finished one, or a geo row changed since that one started (a geo's zone wins)."""
     row = conn.execute(
         """
+        WITH last AS (
+            SELECT registry_load_id, created_at FROM timezone_backfills
+            WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1
+        )
         SELECT EXISTS (SELECT 1 FROM timezone_backfills WHERE finished_at IS NULL)
             OR coalesce((SELECT max(id) FROM registry_loads), 0)
-               > coalesce((SELECT max(registry_load_id) FROM timezone_backfills
-                           WHERE finished_at IS NOT NULL), 0)
+               > coalesce((SELECT registry_load_id FROM last), 0)
+            OR EXISTS (SELECT 1 FROM geo WHERE updated_at > (SELECT created_at FROM last)
+                                            OR created_at > (SELECT created_at FROM last))
         """
     ).fetchone()
     return bool(row and row[0])
+
+
+def run_key(conn: psycopg.Connection[Any]) -> str:
+    """A key that changes with every new back-fill and with an open one's progress, so the
+    sensor asks again after a run died half-way, but never twice for the same state."""
+    row = conn.execute(
+        "SELECT coalesce(max(id), 0), "
+        "       (SELECT last_id FROM timezone_backfills WHERE finished_at IS NULL "
+        "        ORDER BY id LIMIT 1) "
+        "FROM timezone_backfills"
+    ).fetchone()
+    assert row is not None
+    return f"timezone_backfill:{row[0]}:{'new' if row[1] is None else row[1]}"
 
 
 def run_batch(

@@ -75,14 +75,10 @@ timezone_backfill_job = define_asset_job(
 
 @sensor(job=timezone_backfill_job, minimum_interval_seconds=60)
 def registry_backfill_sensor(context: SensorEvaluationContext, postgres: PostgresResource):  # type: ignore[no-untyped-def]
-    """Starts the back-fill when a registry load is newer than the last finished back-fill (or
-    one was left unfinished); one run at a time per registry load through the run key."""
+    """Starts the back-fill when a registry load or a geo change is newer than the last finished
+    back-fill, or one was left unfinished (models/dialing/backfill.py `needs_backfill`)."""
     with postgres.connect("numbase-sensor", autocommit=True) as conn:
         if not backfill.needs_backfill(conn):
-            return SkipReason("time zones are up to date with the registry")
-        row = conn.execute(
-            "SELECT coalesce(max(id), 0), (SELECT max(id) FROM timezone_backfills) "
-            "FROM registry_loads"
-        ).fetchone()
-    assert row is not None
-    return RunRequest(run_key=f"timezone_backfill:{row[0]}:{row[1] or 0}")
+            return SkipReason("time zones are up to date with the registry and geo")
+        key = backfill.run_key(conn)
+    return RunRequest(run_key=key)

@@ -167,3 +167,35 @@ def test_backfill_asset_stops_after_max_batches_and_the_next_run_resumes(
     meta = res.asset_materializations_for_node("timezone_backfill")[0].metadata
     assert meta["rows_seen"].value == 3 and meta["finished"].value is True
     assert conn.execute("SELECT count(timezone) FROM phone_numbers").fetchone()[0] == 5
+
+
+def test_sensor_asks_after_a_registry_load_or_a_geo_change_and_not_twice(
+    conn, factory, postgres_resource, session
+) -> None:
+    from dagster import RunRequest, build_sensor_context
+
+    from orchestration.assets.dialing import registry_backfill_sensor
+
+    def tick():  # type: ignore[no-untyped-def]
+        return registry_backfill_sensor(
+            build_sensor_context(resources={"postgres": postgres_resource})
+        )
+
+    factory.number(factory.project(), "+79160000001")
+    assert not isinstance(tick(), RunRequest)  # nothing loaded yet
+    load_registry(conn, [DEF_UTF8])
+    first = tick()
+    assert isinstance(first, RunRequest)
+    job = backfill.open_backfill(conn)
+    backfill.run_batch(conn, job, 100)
+    half = tick()  # open, with progress: a new key (a dead run is retried)
+    assert isinstance(half, RunRequest) and half.run_key != first.run_key
+    while not backfill.run_batch(conn, job, 100).finished:
+        pass
+    assert not isinstance(tick(), RunRequest)
+    geo = factory.geo(timezone="Asia/Omsk")
+    after_geo = tick()
+    assert isinstance(after_geo, RunRequest) and after_geo.run_key not in {
+        first.run_key, half.run_key,
+    }  # fmt: skip
+    assert geo.id
