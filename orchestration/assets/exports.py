@@ -11,7 +11,13 @@ import time
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 
 from models.db import make_engine
-from models.number_filters import FilterError, NumberFilters, copy_query, with_callable
+from models.number_filters import (
+    FilterError,
+    NumberFilters,
+    copy_query,
+    filters_as_params,
+    with_callable,
+)
 from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
 from orchestration.resources import PostgresResource, SFTPResource, SFTPUnavailable
 from sensors import jobstore
@@ -122,7 +128,7 @@ def _export(
         "bytes": written,
         "seconds": round(seconds, 3),
         "rows_per_second": round(rows / seconds, 1) if seconds else 0.0,
-        "filters": {k: v for k, v in dataclasses.asdict(filters).items() if v not in (None, ())},
+        "filters": filters_as_params(filters),  # JSON-safe (no callable_now SQL expression)
     }
     with postgres.connect("numbase-export-done", autocommit=True) as conn:
         jobstore.mark_completed(
