@@ -178,3 +178,18 @@ def test_softphone_opt_out_lists_the_number_for_its_project(client, factory, ses
                        headers=signed_headers(SECRET, body))  # fmt: skip
     opt_outs = select(AuditLog).where(AuditLog.action == "dnc_opt_out")
     assert len(session.scalars(opt_outs).all()) == 1
+
+
+def test_bulk_hostile_inputs_change_nothing(client, admin, factory, session) -> None:
+    project = factory.project()
+    too_many = {"project_id": project.id, "reason": "x", "numbers": ["+79160000001"] * 100_001}
+    assert client.post(URL + "bulk/", json=too_many, headers=admin.headers).status_code == 400
+    not_cp = "phone\n+79160000001\nтекст\n".encode("cp1251")  # declared UTF-8, is CP1251
+    r = client.post(URL + "bulk/", content=not_cp, params={"project_id": project.id, "reason": "x"},
+                    headers={**admin.headers, "content-type": "text/csv"})  # fmt: skip
+    assert r.status_code == 400 and "file" in r.json(), r.text
+    nested = "[" * 1000 + '"+79160000001"' + "]" * 1000
+    r = client.post(URL + "bulk/", content='{"reason": "x", "numbers": ' + nested + "}",
+                    headers={**admin.headers, "content-type": "application/json"})  # fmt: skip
+    assert r.status_code == 400
+    assert session.scalars(select(DncEntry)).all() == []

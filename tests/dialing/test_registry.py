@@ -161,3 +161,12 @@ def test_cli_loads_and_refuses(database_url, db, tmp_path) -> None:
     assert cli(tmp_path / "missing.csv").returncode == 2
     with psycopg.connect(database_url) as c:
         assert c.execute("SELECT count(*) FROM numbering_ranges").fetchone()[0] == 9
+
+
+def test_a_megabyte_long_line_is_refused_with_its_number(conn, tmp_path) -> None:
+    lines = [HEADER, "916;0000000;0000009;10;Оп;г. Москва;1", "916;" + "9" * 1_000_000]
+    path = _write(tmp_path, "long.csv", lines)
+    with pytest.raises(RegistryFormatError) as err:
+        load_registry(conn, [path])
+    assert err.value.line == 3
+    assert _ranges(conn) == []
