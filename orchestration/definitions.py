@@ -12,11 +12,13 @@ from orchestration.assets.dialing import (
     timezone_backfill,
     timezone_backfill_job,
 )
+from orchestration.assets.dnc import dnc_import_job, dnc_list_file
 from orchestration.assets.exports import numbers_export
 from orchestration.assets.imports import phone_numbers
 from orchestration.jobs import sftp_export_job, sftp_import_job
 from orchestration.maintenance import auth_housekeeping_job, auth_housekeeping_schedule
 from orchestration.resources import default_resources
+from sensors.dnc_inbox import dnc_inbox_sensor
 from sensors.inbox import sftp_inbox_sensor
 from sensors.job_requests import sftp_export_requests_sensor, sftp_import_requests_sensor
 from sensors.run_status import sftp_job_failure_sensor
@@ -25,8 +27,14 @@ from sensors.run_status import sftp_job_failure_sensor
 def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
     """Definitions with the given resources (tests), else the ones from NUMBASE_* variables."""
     sftp = Definitions(
-        assets=[phone_numbers, numbers_export, timezone_backfill],
-        jobs=[sftp_import_job, sftp_export_job, auth_housekeeping_job, timezone_backfill_job],
+        assets=[phone_numbers, numbers_export, timezone_backfill, dnc_list_file],
+        jobs=[
+            sftp_import_job,
+            sftp_export_job,
+            auth_housekeeping_job,
+            timezone_backfill_job,
+            dnc_import_job,
+        ],
         schedules=[auth_housekeeping_schedule],
         sensors=[
             sftp_inbox_sensor,
@@ -34,6 +42,7 @@ def build_definitions(resources: dict[str, Any] | None = None) -> Definitions:
             sftp_export_requests_sensor,
             sftp_job_failure_sensor,
             registry_backfill_sensor,
+            dnc_inbox_sensor,
         ],
         resources=resources if resources is not None else default_resources(),
     )

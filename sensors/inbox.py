@@ -38,6 +38,16 @@ PROCESSED = "processed"
 TEMP_SUFFIXES = (".part", ".tmp", ".filepart", ".crdownload", "~")
 MAX_DEPTH = 3  # inbox/<project>/<provider>/<file>
 IMPORT_OP = "phone_numbers"
+# Do-not-call drop folders (sensors/dnc_inbox.py): inbox/_dnc/<file> (global) and
+# inbox/<project code>/_dnc/<file>; this sensor leaves them alone.
+DNC_FOLDER = "_dnc"
+
+
+def is_dnc_path(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) >= 3 and (
+        parts[1] == DNC_FOLDER or (len(parts) >= 4 and parts[2] == DNC_FOLDER)
+    )
 
 
 @dataclass(frozen=True)
@@ -155,7 +165,7 @@ def sftp_inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipRe
     with sftp_res.session() as sftp:
         if not sftp.is_dir(INBOX):
             return SkipReason(f"the SFTP server has no {INBOX}/ folder (relative to its root)")
-        files = list_inbox(sftp)
+        files = [f for f in list_inbox(sftp) if not is_dnc_path(f.path)]
         ready, lingering, new_cursor = plan_tick(cursor, files)
         if ready or lingering:
             with postgres.connect("numbase-inbox-sensor", autocommit=True) as conn:
