@@ -39,8 +39,15 @@ TEMP_SUFFIXES = (".part", ".tmp", ".filepart", ".crdownload", "~")
 MAX_DEPTH = 3  # inbox/<project>/<provider>/<file>
 IMPORT_OP = "phone_numbers"
 # Do-not-call drop folders (sensors/dnc_inbox.py): inbox/_dnc/<file> (global) and
-# inbox/<project code>/_dnc/<file>; this sensor leaves them alone.
+# inbox/<project code>/_dnc/<file>; the numbering-plan registry (sensors/registry_inbox.py):
+# inbox/_registry/<file>. This sensor leaves them alone.
 DNC_FOLDER = "_dnc"
+REGISTRY_FOLDER = "_registry"
+
+
+def is_registry_path(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) >= 3 and parts[1] == REGISTRY_FOLDER
 
 
 def is_dnc_path(path: str) -> bool:
@@ -165,7 +172,9 @@ def sftp_inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipRe
     with sftp_res.session() as sftp:
         if not sftp.is_dir(INBOX):
             return SkipReason(f"the SFTP server has no {INBOX}/ folder (relative to its root)")
-        files = [f for f in list_inbox(sftp) if not is_dnc_path(f.path)]
+        files = [
+            f for f in list_inbox(sftp) if not (is_dnc_path(f.path) or is_registry_path(f.path))
+        ]
         ready, lingering, new_cursor = plan_tick(cursor, files)
         if ready or lingering:
             with postgres.connect("numbase-inbox-sensor", autocommit=True) as conn:
