@@ -15,9 +15,12 @@ from api.openapi import install_openapi
 from api.routers import (
     audit_log,
     auth,
+    callable_numbers,
     conversion,
+    dnc,
     geo,
     health,
+    holidays,
     links,
     numbers,
     numbers_bulk,
@@ -85,6 +88,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(module.router)
     app.include_router(sftp.router)
     app.include_router(conversion.router)
+    app.include_router(callable_numbers.router)
+    app.include_router(holidays.router)
+    app.include_router(dnc.router)
     install_openapi(app)
     install_docs_ui(app)
     return app

@@ -191,7 +191,13 @@ def _load(
         user=user,
         entity_type="project",
         entity_id=project_id,
-        changes={"source": source, "provider_id": provider_id, "geo_id": geo_id, **counts},
+        changes={
+            "source": source,
+            "provider_id": provider_id,
+            "geo_id": geo_id,
+            **counts,
+            "on_dnc": result.on_dnc,
+        },  # fmt: skip
         client=client,
     )
     session.commit()
@@ -201,6 +207,7 @@ def _load(
         project_id=project_id,
         rejects=[r.__dict__ for r in result.rejects],
         seconds=round(result.seconds, 3),
+        on_dnc=result.on_dnc,
         **counts,
     )
     return out.model_dump()

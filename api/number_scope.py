@@ -19,7 +19,13 @@ from api.deps import CurrentUser, SettingsDep
 from api.errors import FieldError, not_found
 from api.schemas.common import IsoDateTime
 from api.scope import get_project_or_404, visible_project_ids
-from models.number_filters import MAX_CALL_ATTEMPTS, MAX_ID, FilterError, NumberFilters
+from models.number_filters import (
+    MAX_CALL_ATTEMPTS,
+    MAX_ID,
+    FilterError,
+    NumberFilters,
+    with_callable,
+)
 from models.tables import Geo, PhoneNumber, Project, Provider
 
 
@@ -50,6 +56,18 @@ def number_filters(
     last_call_before: Annotated[
         IsoDateTime | None, Query(description="last_call_at < this")
     ] = None,
+    timezone: Annotated[str | None, Query(max_length=64, description="IANA zone")] = None,
+    region: Annotated[str | None, Query(max_length=255, description="registry region")] = None,
+    timezone_source: Annotated[
+        str | None, Query(max_length=100, description="comma-separated: geo,registry,...")
+    ] = None,
+    callable_now: Annotated[
+        bool | None,
+        Query(description="may be called at this moment (local hours, holidays, schedule, DNC)"),
+    ] = None,
+    include_dnc: Annotated[
+        bool | None, Query(description="exports: keep do-not-call numbers (default: left out)")
+    ] = None,
 ) -> NumberFilters:
     params: dict[str, Any] = {
         "project_id": project_id,
@@ -63,6 +81,11 @@ def number_filters(
         "call_attempts_gte": call_attempts_gte,
         "last_call_after": last_call_after,
         "last_call_before": last_call_before,
+        "timezone": timezone,
+        "region": region,
+        "timezone_source": timezone_source,
+        "callable_now": callable_now,
+        "include_dnc": include_dnc,
     }
     return parse_filters({k: v for k, v in params.items() if v is not None}, settings.phone_region)
 
@@ -78,7 +101,12 @@ def parse_filters(params: dict[str, Any], region: str, prefix: str = "") -> Numb
 
 
 def scoped(session: Session, user: CurrentUser, f: NumberFilters) -> NumberFilters:
-    """The filter restricted to the user's scope; 404 if it names a project outside it."""
+    """The filter restricted to the user's scope; 404 if it names a project outside it; with
+    callable_now's predicate for this moment (models/dialing/eligibility.py)."""
+    return with_callable(session, _scoped(session, user, f))
+
+
+def _scoped(session: Session, user: CurrentUser, f: NumberFilters) -> NumberFilters:
     if f.project_id is not None:
         get_project_or_404(session, user, f.project_id)
         return f  # one visible project: nothing wider to restrict

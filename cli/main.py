@@ -98,6 +98,14 @@ def _cmd_demo(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_registry(args: argparse.Namespace) -> int:
+    from cli.registry import load_files
+    from models.db import database_for_command
+
+    with database_for_command() as url:
+        return load_files(url, args.files, show_progress=sys.stderr.isatty())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="numbase", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="seed a demo project and drop a sample file into a running platform's inbox"
     )
     demo.set_defaults(func=_cmd_demo)
+
+    registry = sub.add_parser(
+        "registry", help="the numbering-plan registry (docs/dialing-rules.md)"
+    )
+    registry.add_argument("action", choices=["load"])
+    registry.add_argument("files", nargs="+", metavar="FILE", help="registry extracts (CSV)")
+    registry.set_defaults(func=_cmd_registry)
     return parser
 
 

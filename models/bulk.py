@@ -35,6 +35,9 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from models.db import timeout_reason
+from models.dialing.resolve import STAGE_COLUMN_DDL, RangeIndex, geo_zone, stage_fragments
+from models.dialing.resolve import current_index as current_registry
+from models.dialing.zonesets import ensure_sets
 from models.phones import normalize_many
 
 # Rows per COPY block: ~1-4 MB of text, small enough to keep memory flat.
@@ -79,6 +82,7 @@ class LoadResult:
     duplicate_in_input: int = 0
     already_present: int = 0
     invalid: int = 0
+    on_dnc: int = 0  # distinct valid numbers of the input on an active do-not-call entry
     rejects: list[Reject] = field(default_factory=list)  # the first `reject_limit`
     seconds: float = 0.0
 
@@ -248,16 +252,18 @@ def _load_numbers(
     valid = 0
     with conn.transaction():
         _validate_refs(conn, project_id, provider_id, geo_id)
+        # Time zone, region, operator (models/dialing/resolve.py) ride along in the stage.
+        zones = _Zones(current_registry(conn), geo_zone(conn, geo_id))
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE {} (line bigint NOT NULL, phone text NOT NULL, "
-                "attributes jsonb) ON COMMIT DROP"
+                "attributes jsonb, " + STAGE_COLUMN_DDL + ") ON COMMIT DROP"
             ).format(stage)
         )
         next_line = 1
         with (
             conn.cursor() as cur,
-            cur.copy(sql.SQL("COPY {} (line, phone, attributes) FROM STDIN").format(stage)) as copy,
+            cur.copy(sql.SQL("COPY {} FROM STDIN").format(stage)) as copy,
         ):
             for chunk in chunks:
                 if not isinstance(chunk, RowChunk):
@@ -273,13 +279,16 @@ def _load_numbers(
                 for lo in range(0, n, _SUB_CHUNK):
                     hi = min(lo + _SUB_CHUNK, n)
                     valid += _copy_sub_chunk(
-                        copy, chunk, lines, lo, hi, region, result, reject_limit, on_reject
+                        copy, chunk, lines, lo, hi, region, result, reject_limit, on_reject, zones
                     )
                 result.read += n
                 if n:
                     next_line = int(list(lines[n - 1 : n])[0]) + 1
+        ensure_sets(conn, zones.sets_seen)
         if valid:
-            distinct, inserted = _insert(conn, stage, project_id, provider_id, geo_id)
+            distinct, inserted, result.on_dnc = _insert(
+                conn, stage, project_id, provider_id, geo_id
+            )
         else:
             distinct = inserted = 0
         conn.execute(sql.SQL("DROP TABLE {}").format(stage))
@@ -289,6 +298,13 @@ def _load_numbers(
     result.inserted = inserted
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class _Zones:
+    registry: RangeIndex
+    geo_zone: str | None
+    sets_seen: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _copy_sub_chunk(
@@ -301,6 +317,7 @@ def _copy_sub_chunk(
     result: LoadResult,
     reject_limit: int,
     on_reject: Callable[[Reject], None] | None,
+    zones: _Zones,
 ) -> int:
     """Normalise rows [lo, hi) of a chunk, report rejects, COPY the valid ones; -> valid count."""
     # Plain lists: positional indexing even for pandas Series / numpy input.
@@ -315,13 +332,16 @@ def _copy_sub_chunk(
             on_reject(reject)
         if len(result.rejects) < reject_limit:
             result.rejects.append(reject)
+    tz = stage_fragments(phones, zones.registry, zones.geo_zone, zones.sets_seen)
     if attrs is None:
-        body = "".join([f"{ln}\t{p}\t\\N\n" for ln, p in zip(line_slice, phones, strict=True) if p])
+        body = "".join(
+            [f"{ln}\t{p}\t\\N\t{z}\n" for ln, p, z in zip(line_slice, phones, tz, strict=True) if p]
+        )
     else:
         body = "".join(
             [
-                f"{ln}\t{p}\t{_attributes_field(a, ln)}\n"
-                for ln, p, a in zip(line_slice, phones, attrs, strict=True)
+                f"{ln}\t{p}\t{_attributes_field(a, ln)}\t{z}\n"
+                for ln, p, a, z in zip(line_slice, phones, attrs, tz, strict=True)
                 if p
             ]
         )
@@ -359,10 +379,10 @@ def _insert(
     project_id: int,
     provider_id: int | None,
     geo_id: int | None,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """The one INSERT: dedupe the stage (first line wins), skip numbers the project has.
 
-    Returns (distinct valid numbers, inserted rows).
+    Returns (distinct valid numbers, inserted rows, of the distinct ones on a DNC list).
     """
     prev = conn.execute(
         "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
@@ -375,16 +395,26 @@ def _insert(
         sql.SQL(
             """
             WITH firsts AS MATERIALIZED (
-                SELECT DISTINCT ON (phone) phone, attributes
+                SELECT DISTINCT ON (phone) phone, attributes, range_id, tz, tz_source, tz_set_id
                 FROM {stage} ORDER BY phone, line
             ), ins AS (
                 INSERT INTO phone_numbers (phone_number, project_id, provider_id, geo_id,
-                                           attributes)
-                SELECT phone, %(project)s, %(provider)s, %(geo)s, attributes FROM firsts
+                                           attributes, timezone, timezone_source,
+                                           timezone_set_id, region, operator)
+                SELECT f.phone, %(project)s, %(provider)s, %(geo)s, f.attributes, f.tz,
+                       f.tz_source, f.tz_set_id, r.region, r.operator
+                FROM firsts f LEFT JOIN numbering_ranges r ON r.id = f.range_id
+                -- keep phone order for the unique index (a presorted sort is cheap)
+                ORDER BY f.phone
                 ON CONFLICT (phone_number, project_id) DO NOTHING
                 RETURNING 1
             )
-            SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM ins)
+            SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM ins),
+                   (SELECT count(*) FROM firsts f WHERE EXISTS (
+                        SELECT 1 FROM dnc_entries d
+                        WHERE d.phone_number = f.phone
+                          AND (d.project_id IS NULL OR d.project_id = %(project)s)
+                          AND (d.expires_at IS NULL OR d.expires_at > now())))
             """
         ).format(stage=stage),
         {"project": project_id, "provider": provider_id, "geo": geo_id},
@@ -393,4 +423,4 @@ def _insert(
     # Put both back: inside a caller's transaction SET LOCAL would outlive our savepoint.
     conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
     conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), int(row[2])

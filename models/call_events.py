@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from models.dialing.dnc import record_opt_outs
 from models.number_transitions import allowed_sql
 
 MAX_BATCH = 1000
@@ -348,6 +349,10 @@ def store_and_apply(
             },
         ).one()
         numbers_updated, status_changes = counts.numbers_updated, counts.status_changes
+        # An opt-out result lists the number for its project at once (models/dialing/dnc.py).
+        record_opt_outs(
+            conn, [e.event_id for e in applied if e.event_type == "call_result"], SYSTEM_ACTOR
+        )
 
     seen: set[str] = set()
     outcomes: list[EventOutcome] = []

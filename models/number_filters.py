@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, func, not_, select
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
 
+from models.dialing.eligibility import dnc_listed
+from models.dialing.resolve import is_zone
 from models.phones import InvalidPhone, normalize_phone
-from models.tables import NUMBER_STATUSES, PhoneNumber
+from models.tables import NUMBER_STATUSES, TIMEZONE_SOURCES, PhoneNumber
 
 # Columns of an export file, in order.
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -64,6 +67,12 @@ FILTER_NAMES = frozenset(
         "call_attempts_gte",
         "last_call_after",
         "last_call_before",
+        # Dialing (models/dialing/): resolved zone, registry region, how the zone was found.
+        "timezone",
+        "region",
+        "timezone_source",
+        "callable_now",
+        "include_dnc",  # exports only: numbers on a do-not-call list are left out unless true
     }
 )
 
@@ -85,6 +94,14 @@ class NumberFilters:
     call_attempts_gte: int | None = None
     last_call_after: dt.datetime | None = None
     last_call_before: dt.datetime | None = None
+    timezone: str | None = None
+    region: str | None = None
+    timezone_sources: tuple[str, ...] = ()
+    # callable_now=true|false: the eligibility predicate at the moment the query is built, set by
+    # `with_callable` (it reads the holidays and schedules); number_conditions refuses without.
+    callable_now: bool | None = None
+    callable_predicate: Any = field(default=None, compare=False, repr=False)
+    include_dnc: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, region: str = "RU") -> NumberFilters:
@@ -115,6 +132,13 @@ class NumberFilters:
             geo_id=_positive("geo_id", params.get("geo_id")),
             created_after=after,
             created_before=before,
+            timezone=_zone(params.get("timezone")),
+            region=_text("region", params.get("region")),
+            timezone_sources=_choices(
+                "timezone_source", params.get("timezone_source"), TIMEZONE_SOURCES
+            ),
+            callable_now=_bool("callable_now", params.get("callable_now")),
+            include_dnc=bool(_bool("include_dnc", params.get("include_dnc"))),
         )
 
 
@@ -151,18 +175,54 @@ def number_conditions(f: NumberFilters) -> list[ColumnElement[bool]]:
         out.append(t.last_call_at >= f.last_call_after)
     if f.last_call_before is not None:
         out.append(t.last_call_at < f.last_call_before)
+    if f.timezone is not None:
+        out.append(t.timezone == f.timezone)
+    if f.region is not None:
+        out.append(t.region == f.region)
+    if f.timezone_sources:
+        out.append(t.timezone_source.in_(f.timezone_sources))
+    if f.callable_now is not None:
+        if f.callable_predicate is None:
+            raise FilterError("callable_now needs with_callable() before the query is built")
+        out.append(f.callable_predicate if f.callable_now else not_(f.callable_predicate))
     return out
+
+
+def with_callable(
+    session: Session, f: NumberFilters, now: dt.datetime | None = None
+) -> NumberFilters:
+    """`f` with its callable_now predicate computed for `now` (default: this moment)."""
+    if f.callable_now is None:
+        return f
+    from models.dialing.eligibility import callable_condition
+    from models.dialing.policy import PolicyConfig
+    from models.settings import get_settings
+
+    if f.project_id is not None:
+        scope: tuple[int, ...] | None = (f.project_id,)
+    else:
+        scope = f.project_ids
+    predicate = callable_condition(
+        session, now or dt.datetime.now(dt.UTC), scope, PolicyConfig.from_settings(get_settings())
+    )
+    return replace(f, callable_predicate=predicate)
 
 
 def filters_as_params(f: NumberFilters) -> dict[str, Any]:
     """The non-empty filters as JSON-safe query parameters (audit rows, job params)."""
     out: dict[str, Any] = {}
-    for name in sorted(FILTER_NAMES - {"status", "phone"}):
+    for name in sorted(FILTER_NAMES - {"status", "phone", "timezone_source"}):
+        if (name == "callable_now" and f.callable_now is None) or (
+            name == "include_dnc" and not f.include_dnc
+        ):
+            continue
         value = getattr(f, name)
         if value is not None:
             out[name] = value.isoformat() if isinstance(value, dt.datetime) else value
     if f.statuses:
         out["status"] = list(f.statuses)
+    if f.timezone_sources:
+        out["timezone_source"] = list(f.timezone_sources)
     if f.phone is not None:
         out["phone"] = f.phone
     if f.project_ids is not None:
@@ -182,7 +242,10 @@ def copy_query(
     bad = [c for c in columns if c not in t]
     if bad:
         raise FilterError(f"unknown column(s): {', '.join(bad)}")
-    stmt = select(*(t[c] for c in columns)).where(*number_conditions(f)).order_by(t.id)
+    conditions = number_conditions(f)
+    if not f.include_dnc:  # exports leave do-not-call numbers out unless asked
+        conditions.append(not_(dnc_listed(func.now())))
+    stmt = select(*(t[c] for c in columns)).where(*conditions).order_by(t.id)
     # render_postcompile: expanding IN (...) lists become plain parameters COPY can take.
     compiled = stmt.compile(
         dialect=postgresql.psycopg.dialect(), compile_kwargs={"render_postcompile": True}
@@ -262,6 +325,53 @@ def _phone(value: Any, region: str) -> tuple[str | None, bool]:
 
 def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _bool(name: str, value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise FilterError(f"{name} must be true or false, got {value!r}")
+
+
+def _zone(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not is_zone(value):
+        raise FilterError(
+            f"timezone must be an IANA time zone such as Europe/Moscow, got {value!r}"
+        )
+    return value
+
+
+def _text(name: str, value: Any, max_length: int = 255) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > max_length or "\x00" in value:
+        raise FilterError(f"{name} must be text of at most {max_length} characters")
+    return value.strip()
+
+
+def _choices(name: str, value: Any, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if value is None or value == "" or value == []:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise FilterError(f"{name} must be a list or a comma-separated string, got {value!r}")
+    out: list[str] = []
+    for item in items:
+        choice = str(item).strip()
+        if choice not in allowed:
+            raise FilterError(f"{name} {choice!r} is not one of {', '.join(allowed)}")
+        if choice not in out:
+            out.append(choice)
+    return tuple(out)
 
 
 def _statuses(value: Any) -> tuple[str, ...]:

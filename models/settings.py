@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # (doubling for each further retry, at most 15 minutes). 1 attempt = no automatic retry.
     import_retry_attempts: int = Field(3, ge=1, le=20)
     import_retry_delay_seconds: float = Field(60.0, ge=0, le=3600)
+    # Dialing policy (models/dialing/policy.py): legal hours in the number's local time on
+    # working days and on weekends/holidays; the zone assumed for numbers of unknown zone
+    # (empty: such numbers are never callable).
+    dialing_workday_hours: str = "08:00-22:00"
+    dialing_dayoff_hours: str = "09:00-20:00"
+    dialing_unknown_zone: str = ""
 
     # Conversion (dbt) refresh schedule, a five-field cron expression (UTC).
     conversion_cron: str = Field("*/15 * * * *", pattern=r"^\S+( \S+){4}$")
@@ -122,6 +128,23 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"{item!r} is not an IP address or network") from None
         return ",".join(items)
+
+    @field_validator("dialing_workday_hours", "dialing_dayoff_hours")
+    @classmethod
+    def _check_hours(cls, value: str) -> str:
+        from models.dialing.policy import parse_hours
+
+        parse_hours(value)
+        return value
+
+    @field_validator("dialing_unknown_zone")
+    @classmethod
+    def _check_unknown_zone(cls, value: str) -> str:
+        from models.dialing.resolve import is_zone
+
+        if value and not is_zone(value):
+            raise ValueError(f"{value!r} is not an IANA time zone (or leave it empty: never)")
+        return value
 
     @field_validator("sftp_key_file")
     @classmethod

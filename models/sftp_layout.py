@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import time
 from typing import Any, Protocol
 
 INBOX = "inbox"
@@ -77,12 +78,19 @@ def moved_path(path: str, to: str) -> str:
     return f"{to}/{rel}"
 
 
-def by_job(path: str, job_id: int) -> str:
-    """a/b.csv -> a/b.job<id>.csv: the name of a later delivery of the same name."""
+def by_job(path: str, job_id: int | str) -> str:
+    """a/b.csv -> a/b.job<id>.csv: the name of a later delivery of the same name. A file with
+    no job (a do-not-call list, a registry extract) passes a label of its own instead."""
+    label = job_id if isinstance(job_id, str) else f"job{job_id}"
     head, tail = posixpath.split(path)
     stem, dot, ext = tail.rpartition(".")
-    tail = f"{stem}.job{job_id}.{ext}" if dot and stem else f"{tail}.job{job_id}"
+    tail = f"{stem}.{label}.{ext}" if dot and stem else f"{tail}.{label}"
     return posixpath.join(head, tail)
+
+
+def arrival_label() -> str:
+    """The by-job label of a file that has no job: when it was moved (UTC, to the second)."""
+    return time.strftime("at%Y%m%dT%H%M%SZ", time.gmtime())
 
 
 def rejects_report_path(path: str, job_id: int) -> str:
@@ -90,7 +98,7 @@ def rejects_report_path(path: str, job_id: int) -> str:
     return f"{moved_path(path, REJECTED)}.job{job_id}.rejects.csv"
 
 
-def free_target(sftp: MovingSession, target: str, job_id: int) -> str:
+def free_target(sftp: MovingSession, target: str, job_id: int | str) -> str:
     """`target`, or its by-job name when an earlier file holds it (never overwrite)."""
     if sftp.stat(target) is None:
         return target
@@ -114,7 +122,7 @@ def _move_marker(sftp: MovingSession, path: str, target: str) -> None:
         sftp.rename(marker, done_marker(target))
 
 
-def archive_file(sftp: MovingSession, path: str, job_id: int) -> str:
+def archive_file(sftp: MovingSession, path: str, job_id: int | str) -> str:
     """Move an imported file (and its marker) to processed/; returns the new path."""
     target = free_target(sftp, moved_path(path, PROCESSED), job_id)
     _move(sftp, path, target)
@@ -122,7 +130,7 @@ def archive_file(sftp: MovingSession, path: str, job_id: int) -> str:
     return target
 
 
-def reject_file(sftp: MovingSession, path: str, reason: str, job_id: int) -> str:
+def reject_file(sftp: MovingSession, path: str, reason: str, job_id: int | str) -> str:
     """Move a file (and its marker) to rejected/ with `<new name>.error.txt`; returns the path."""
     target = free_target(sftp, moved_path(path, REJECTED), job_id)
     _move(sftp, path, target)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Identity,
     Index,
@@ -42,6 +43,8 @@ JOB_STATUSES = ("pending", "running", "completed", "failed")
 CALL_EVENT_TYPES = ("call_started", "call_ended", "call_result")
 # "family": a whole login session (every token rotated from one login), revoked by family id.
 TOKEN_TYPES = ("access", "refresh", "family")
+# How a number's time zone was found (models/dialing/resolve.py), most certain first.
+TIMEZONE_SOURCES = ("geo", "registry", "libphonenumber", "ambiguous", "unknown")
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -179,6 +182,10 @@ class PhoneNumber(Base):
         Index("ix_phone_numbers_geo_id", "geo_id", postgresql_where=text("geo_id IS NOT NULL")),
         # created_at follows insertion order: a BRIN index is tiny and nearly free to maintain.
         Index("ix_phone_numbers_created_at_brin", "created_at", postgresql_using="brin"),
+        CheckConstraint(
+            "timezone_source IS NULL OR " + _in("timezone_source", TIMEZONE_SOURCES),
+            name="timezone_source",
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -195,6 +202,13 @@ class PhoneNumber(Base):
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
+    # Dialing (models/dialing/): nullable, no default, so adding them never rewrites the table.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    timezone_source: Mapped[str | None] = mapped_column(String(16))
+    # Ambiguous numbers: their candidate zones, as a timezone_sets id (8 bytes, not ~250).
+    timezone_set_id: Mapped[int | None] = mapped_column(BigInteger)
+    region: Mapped[str | None] = mapped_column(String(255))
+    operator: Mapped[str | None] = mapped_column(String(255))
 
 
 class ProjectProvider(Base):
@@ -442,6 +456,107 @@ class AuditLog(Base):
     ip_address: Mapped[str | None] = mapped_column(INET)
     user_agent: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=CLOCK)
+
+
+class RegistryLoad(Base):
+    """One load of the numbering-plan registry, with its counts per file."""
+
+    __tablename__ = "registry_loads"
+
+    id: Mapped[int] = _id()
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    ranges: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    loaded_by: Mapped[str | None] = mapped_column(String(150))
+    loaded_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+
+
+class TimezoneSet(Base):
+    """A set of candidate zones, keyed by a hash of its sorted zones (models/dialing/zonesets.py),
+    so every writer derives the same id without a lookup. Rows are never deleted."""
+
+    __tablename__ = "timezone_sets"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    zones: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False)
+
+
+class NumberingRange(Base):
+    """The current registry: ranges of national numbers (models/dialing/registry.py)."""
+
+    __tablename__ = "numbering_ranges"
+    __table_args__ = (
+        CheckConstraint("range_from <= range_to", name="bounds"),
+        UniqueConstraint("country", "range_from"),
+    )
+
+    id: Mapped[int] = _id()
+    load_id: Mapped[int] = mapped_column(
+        ForeignKey("registry_loads.id", ondelete="CASCADE"), nullable=False
+    )
+    country: Mapped[str] = mapped_column(String(4), nullable=False)
+    prefix: Mapped[int] = mapped_column(Integer, nullable=False)
+    range_from: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    range_to: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    operator: Mapped[str] = mapped_column(Text, nullable=False)
+    region: Mapped[str] = mapped_column(Text, nullable=False)
+    region_raw: Mapped[str] = mapped_column(Text, nullable=False)
+    # NULL: the region is not in the curated table; several: the region spans several zones.
+    zones: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+
+
+class TimezoneBackfill(Base):
+    """Progress of one back-fill of phone_numbers' time zones, so a stopped run resumes."""
+
+    __tablename__ = "timezone_backfills"
+
+    id: Mapped[int] = _id()
+    registry_load_id: Mapped[int | None] = mapped_column(
+        ForeignKey("registry_loads.id", ondelete="SET NULL")
+    )
+    last_id: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    rows_done: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    finished_at: Mapped[dt.datetime | None] = mapped_column(TZ)
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = _updated()
+
+
+class Holiday(Base):
+    """The holiday calendar of the calling policy (admins manage it): a listed date is a
+    holiday, or a working day when `is_working_day` (a weekend moved to a working day)."""
+
+    __tablename__ = "holidays"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    is_working_day: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
+    created_at: Mapped[dt.datetime] = _created()
+
+
+class DncEntry(Base):
+    """Do-not-call entries: global (project_id NULL) or for one project."""
+
+    __tablename__ = "dnc_entries"
+    __table_args__ = (
+        # Phone first: "is this number listed" is the question every rule asks.
+        UniqueConstraint(
+            "phone_number", "project_id", name="uq_dnc_entries_phone_project",
+            postgresql_nulls_not_distinct=True,
+        ),
+        CheckConstraint("phone_number ~ '^\\+[1-9][0-9]{6,14}$'", name="e164"),
+        Index("ix_dnc_entries_project_id", "project_id"),
+    )  # fmt: skip
+
+    id: Mapped[int] = _id()
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    phone_number: Mapped[str] = mapped_column(String(20, collation="C"), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str] = mapped_column(String(50), nullable=False, server_default="manual")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(TZ)
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = _updated()
 
 
 TABLES_WITH_UPDATED_AT = tuple(

@@ -56,6 +56,23 @@ from models.sftp_layout import (
 from sensors.inbox_files import InboxFile, list_inbox, plan_tick
 
 IMPORT_OP = "phone_numbers"
+# Do-not-call drop folders (sensors/dnc_inbox.py): inbox/_dnc/<file> (global) and
+# inbox/<project code>/_dnc/<file>; the numbering-plan registry (sensors/registry_inbox.py):
+# inbox/_registry/<file>. This sensor leaves them alone.
+DNC_FOLDER = "_dnc"
+REGISTRY_FOLDER = "_registry"
+
+
+def is_registry_path(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) >= 3 and parts[1] == REGISTRY_FOLDER
+
+
+def is_dnc_path(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) >= 3 and (
+        parts[1] == DNC_FOLDER or (len(parts) >= 4 and parts[2] == DNC_FOLDER)
+    )
 
 
 def import_run_config(job_id: int) -> dict[str, Any]:
@@ -80,6 +97,7 @@ def sftp_inbox_sensor(context: SensorEvaluationContext) -> SensorResult | SkipRe
         if not sftp.is_dir(INBOX):
             return SkipReason(f"the SFTP server has no {INBOX}/ folder (relative to its root)")
         files, markers = list_inbox(sftp)
+        files = [f for f in files if not (is_dnc_path(f.path) or is_registry_path(f.path))]
         ready, lingering, new_cursor = plan_tick(
             cursor, files, markers, now, settings.sftp_settle_seconds
         )

@@ -18,6 +18,7 @@ from api.schemas.common import IdPath
 from api.schemas.numbers import NumberCreate, NumberOut, NumberPatch
 from api.scope import get_project_or_404
 from api.strict_query import StrictQuery
+from models.dialing.resolve import columns_for_session
 from models.json_limits import ClippedJson, JsonLimitError, check_json
 from models.number_transitions import can_transition, explain
 from models.phones import InvalidPhone, normalize_phone
@@ -47,6 +48,7 @@ def create_number(
     phone = _normalize(body.phone_number, settings.phone_region)
     check_refs(session, body.provider_id, body.geo_id)
     values = body.model_dump() | {"phone_number": phone}
+    values |= columns_for_session(session, phone, body.geo_id)  # time zone, region, operator
     number = session.scalar(
         insert(PhoneNumber)
         .values(**values)

@@ -27,6 +27,7 @@ from api.deps import SettingsDep, bearer, token_claims, unauthorized, user_of
 from api.errors import FieldError, field_errors, not_found
 from api.event_batcher import EventBatcher
 from api.observability import WEBHOOK_EVENTS
+from api.popup_dialing import with_dialing
 from api.schemas.softphone import (
     CallEventIn,
     EventResult,
@@ -343,5 +344,6 @@ async def popup(
     zones = phone_metadata(e164, settings.phone_region)["time_zones"]
     now = dt.datetime.now(dt.UTC)
     cards = [_card(row, zones[0] if len(zones) == 1 else None, now) for row in rows]
+    cards = await run_in_threadpool(with_dialing, engine, e164, cards, now, settings)
     body = PopupResponse(phone_number=e164, count=len(cards), results=cards)
     return Response(body.model_dump_json(), media_type="application/json")

@@ -37,6 +37,14 @@ class NumberOut(BaseModel):
     attributes: StoredJsonObject
     created_at: dt.datetime
     updated_at: dt.datetime
+    timezone: str | None = Field(
+        None, description="IANA zone; null when ambiguous or unknown (docs/dialing-rules.md)"
+    )
+    timezone_source: str | None = Field(
+        None, description="geo, registry, libphonenumber, ambiguous, unknown (null: not yet)"
+    )
+    region: str | None = Field(None, description="the numbering-plan registry's region")
+    operator: str | None = Field(None, description="the numbering-plan registry's operator")
 
 
 class NumberPage(BaseModel):
@@ -114,6 +122,7 @@ class BulkCreateOut(BaseModel):
     duplicate_in_input: int
     already_present: int
     invalid: int
+    on_dnc: int = Field(0, description="numbers of the input on an active do-not-call entry")
     rejects: list[RejectOut] = Field(description="the first 1000 rejected rows")
     seconds: float
 

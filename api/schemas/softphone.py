@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas.common import Id, JsonObject, JsonValue, StoredJsonObject
+from api.schemas.dialing import DialingCard
 
 EventType = Literal["call_started", "call_ended", "call_result"]
 ResultStatus = Literal["success", "failed", "no_answer"]
@@ -122,6 +123,9 @@ class NumberCard(BaseModel):
     recent_events: list[RecentEvent] = Field(description="the last 10, newest first")
     created_at: dt.datetime
     updated_at: dt.datetime
+    dialing: DialingCard | None = Field(
+        None, description="time zone, region, DNC, callable now (docs/dialing-rules.md)"
+    )
 
 
 class PopupResponse(BaseModel):

@@ -14,7 +14,14 @@ import time
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset
 
 from models import sftp_access, sftp_jobs
-from models.number_filters import FilterError, NumberFilters, copy_query
+from models.db import make_engine
+from models.number_filters import (
+    FilterError,
+    NumberFilters,
+    copy_query,
+    filters_as_params,
+    with_callable,
+)
 from models.sftp_layout import export_path, export_stem
 from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure
 from orchestration.resources import PostgresResource, SFTPResource, SFTPSession, SFTPUnavailable
@@ -55,6 +62,7 @@ def numbers_export(
             raise final_failure(f"params.filters: {exc}", job.id) from None
         # The job's project always wins over whatever the filters say.
         filters = dataclasses.replace(filters, project_id=project[0])
+        filters = _with_callable(postgres, filters)
         final = export_path(project[1], export_stem(job.params.get("name"), project[1], job.id))
         with postgres.connect("numbase-export-claim", autocommit=True) as conn:
             holder = sftp_jobs.export_holding(conn, final)
@@ -73,6 +81,18 @@ def numbers_export(
     except Exception as exc:
         fail_job(postgres, job.id, f"export failed: {exc!r}", run_id)
         raise final_failure(f"export failed: {exc!r}", job.id) from exc
+
+
+def _with_callable(postgres: PostgresResource, filters: NumberFilters) -> NumberFilters:
+    """callable_now is decided when the export runs (models/dialing/eligibility.py)."""
+    if filters.callable_now is None:
+        return filters
+    engine = make_engine(postgres.url(), pool_size=None)
+    try:
+        with engine.connect() as conn:
+            return with_callable(conn, filters)  # type: ignore[arg-type]
+    finally:
+        engine.dispose()
 
 
 def _write(
@@ -147,7 +167,7 @@ def _export(
         "bytes": written,
         "seconds": round(seconds, 3),
         "rows_per_second": round(rows / seconds, 1) if seconds else 0.0,
-        "filters": {k: v for k, v in dataclasses.asdict(filters).items() if v not in (None, ())},
+        "filters": filters_as_params(filters),  # JSON-safe (no callable_now SQL expression)
     }
     with postgres.connect("numbase-export-done", autocommit=True) as conn:
         sftp_jobs.complete(

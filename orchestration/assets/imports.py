@@ -268,6 +268,7 @@ def _import(
             "duplicates_in_file": result.duplicate_in_input,
             "already_present": result.already_present,
             "invalid": result.invalid,
+            "on_dnc": result.on_dnc,
             "seconds": round(total, 3),
             "load_seconds": round(result.seconds, 3),
             "rows_per_second": round(result.read / total, 1) if total else 0.0,

@@ -1,0 +1,246 @@
+"""Eligibility as SQL: the one predicate "may this number be called at `now`", built here and
+reused by the numbers list, exports, the callable summary and (later) the dial queue.
+
+The time rules are not evaluated per row. The set of zones callable at a moment is small and the
+same for every number of a project, so it is computed once per distinct project schedule from
+`policy.callable_zones` over every IANA zone; the predicate then is a plain membership test on
+`phone_numbers.timezone` / `timezone_set_id` (ambiguous numbers: sets whose every zone is
+callable), plus the do-not-call anti-join. Cost: ~600 zone checks per distinct schedule and three
+small reads (holidays near `now`, the projects' schedules, `timezone_sets`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from models.dialing import policy
+from models.tables import DncEntry, Holiday, PhoneNumber, ProjectSchedule, TimezoneSet
+
+P = PhoneNumber.__table__.c
+D = DncEntry.__table__.c
+
+
+@lru_cache(maxsize=1)
+def all_zones() -> frozenset[str]:
+    """Every zone a number can carry: the IANA zones this machine knows (geo rows, the
+    registry table and libphonenumber all resolve to these)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def load_calendar(session: Session, now: dt.datetime) -> policy.Calendar:
+    lo = (now - dt.timedelta(days=2)).date()
+    hi = (now + dt.timedelta(days=policy.HORIZON_DAYS + 2)).date()
+    rows = session.execute(
+        select(Holiday.day, Holiday.is_working_day).where(Holiday.day.between(lo, hi))
+    ).all()
+    return policy.Calendar(
+        holidays=frozenset(d for d, working in rows if not working),
+        working_days=frozenset(d for d, working in rows if working),
+    )
+
+
+def load_schedules(
+    session: Session, project_ids: Sequence[int] | None
+) -> dict[int, policy.Schedule]:
+    """Active schedules of these projects (all projects with one when None)."""
+    stmt = select(
+        ProjectSchedule.project_id,
+        ProjectSchedule.weekday,
+        ProjectSchedule.start_time,
+        ProjectSchedule.end_time,
+    ).where(ProjectSchedule.is_active)
+    if project_ids is not None:
+        stmt = stmt.where(ProjectSchedule.project_id.in_(list(project_ids)))
+    rows: dict[int, list[tuple[int, dt.time, dt.time]]] = {}
+    for pid, weekday, start, end in session.execute(stmt):
+        rows.setdefault(pid, []).append((weekday, start, end))
+    return {pid: policy.Schedule.from_rows(r) for pid, r in rows.items()}
+
+
+def dnc_listed(now: dt.datetime | ColumnElement[Any]) -> ColumnElement[bool]:
+    """An active do-not-call entry covers the row: global or its project's, not expired."""
+    return exists().where(
+        D.phone_number == P.phone_number,
+        or_(D.project_id.is_(None), D.project_id == P.project_id),
+        or_(D.expires_at.is_(None), D.expires_at > now),
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What is callable at `now` for one schedule: zones, and ids of candidate sets."""
+
+    zones: frozenset[str]
+    set_ids: tuple[int, ...]
+    unknown_ok: bool
+
+
+def _snapshot(
+    now: dt.datetime,
+    calendar: policy.Calendar,
+    schedule: policy.Schedule,
+    config: policy.PolicyConfig,
+    sets: Sequence[tuple[int, Sequence[str]]],
+) -> Snapshot:
+    zones = policy.callable_zones(all_zones(), now, calendar, schedule, config)
+    set_ids = tuple(sid for sid, members in sets if members and set(members) <= zones)
+    unknown_ok = config.unknown_zone is not None and config.unknown_zone in zones
+    return Snapshot(zones, set_ids, unknown_ok)
+
+
+def _time_ok(s: Snapshot) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if s.zones:
+        parts.append(P.timezone.in_(sorted(s.zones)))
+    if s.set_ids:
+        parts.append(and_(P.timezone.is_(None), P.timezone_set_id.in_(list(s.set_ids))))
+    if s.unknown_ok:  # unknown, or not resolved yet
+        parts.append(and_(P.timezone.is_(None), P.timezone_set_id.is_(None)))
+    return or_(*parts) if parts else false()
+
+
+def callable_condition(
+    session: Session,
+    now: dt.datetime,
+    project_ids: Sequence[int] | None,
+    config: policy.PolicyConfig,
+) -> ColumnElement[bool]:
+    """The predicate on phone_numbers: callable at `now` (never NULL). `project_ids`: the
+    projects the query can touch (None: any), to read only their schedules."""
+    calendar = load_calendar(session, now)
+    schedules = load_schedules(session, project_ids)
+    sets = [(r[0], r[1]) for r in session.execute(select(TimezoneSet.id, TimezoneSet.zones))]
+    groups: dict[Any, list[int]] = {}
+    for pid, schedule in schedules.items():
+        groups.setdefault(schedule.key(), []).append(pid)
+    branches: list[ColumnElement[bool]] = []
+    for pids in groups.values():
+        snap = _snapshot(now, calendar, schedules[pids[0]], config, sets)
+        branches.append(and_(P.project_id.in_(sorted(pids)), _time_ok(snap)))
+    default = _snapshot(now, calendar, policy.NO_SCHEDULE, config, sets)
+    scheduled = sorted(schedules)
+    branches.append(
+        and_(P.project_id.not_in(scheduled), _time_ok(default)) if scheduled else _time_ok(default)
+    )
+    return func.coalesce(and_(or_(*branches), not_(dnc_listed(literal(now)))), False)
+
+
+def verdict_for(
+    session: Session,
+    *,
+    project_id: int,
+    timezone: str | None,
+    candidates: Sequence[str] | None,
+    listed: bool,
+    now: dt.datetime,
+    config: policy.PolicyConfig,
+) -> policy.Verdict:
+    """One number's verdict (the pop-up): DNC first, then the time rules."""
+    if listed:
+        return policy.Verdict(False, policy.REASON_DNC, None)
+    zones = (timezone,) if timezone else tuple(candidates or ())
+    schedule = load_schedules(session, [project_id]).get(project_id, policy.NO_SCHEDULE)
+    return policy.evaluate(zones, now, load_calendar(session, now), schedule, config)
+
+
+def is_listed(session: Session, phone: str, project_id: int, now: dt.datetime) -> bool:
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    D.phone_number == phone,
+                    or_(D.project_id.is_(None), D.project_id == project_id),
+                    or_(D.expires_at.is_(None), D.expires_at > now),
+                )
+            )
+        )
+    )
+
+
+@dataclass
+class ZoneSummary:
+    timezone: str | None
+    candidates: list[str] | None
+    numbers: int
+    callable_now: bool
+    reason: str | None
+    next_window_opens: dt.datetime | None
+
+
+@dataclass
+class ProjectSummary:
+    project_id: int
+    at: dt.datetime
+    total: int
+    callable_now: int
+    dnc: int
+    zones: list[ZoneSummary]
+
+
+def project_summary(
+    session: Session, project_id: int, now: dt.datetime, config: policy.PolicyConfig
+) -> ProjectSummary:
+    """Numbers of a project callable at `now`, by zone (ambiguous numbers by candidate set,
+    unknown/unresolved as one group), with when each group's next window opens. The time rules
+    run once per group, not per number."""
+    listed = dnc_listed(literal(now))
+    groups = session.execute(
+        select(P.timezone, P.timezone_set_id, func.count())
+        .where(P.project_id == project_id, not_(listed))
+        .group_by(P.timezone, P.timezone_set_id)
+    ).all()
+    dnc = session.scalar(select(func.count()).where(P.project_id == project_id, listed)) or 0
+    set_ids = [g[1] for g in groups if g[0] is None and g[1] is not None]
+    members = dict(
+        session.execute(
+            select(TimezoneSet.id, TimezoneSet.zones).where(TimezoneSet.id.in_(set_ids))
+        ).all()
+    )
+    calendar = load_calendar(session, now)
+    schedule = load_schedules(session, [project_id]).get(project_id, policy.NO_SCHEDULE)
+    zones: list[ZoneSummary] = []
+    merged: dict[tuple[str | None, tuple[str, ...] | None], int] = {}
+    for tz, sid, n in groups:
+        cands = tuple(members.get(sid) or ()) if tz is None and sid is not None else None
+        key = (tz, cands or None)
+        merged[key] = merged.get(key, 0) + int(n)
+    for (tz, cands), n in merged.items():
+        verdict = policy.evaluate((tz,) if tz else cands, now, calendar, schedule, config)
+        zones.append(
+            ZoneSummary(
+                timezone=tz,
+                candidates=list(cands) if cands else None,
+                numbers=n,
+                callable_now=verdict.callable,
+                reason=verdict.reason,
+                next_window_opens=verdict.next_open,
+            )
+        )
+    zones.sort(key=lambda z: (-z.numbers, z.timezone or "~"))
+    total = sum(z.numbers for z in zones) + int(dnc)
+    return ProjectSummary(
+        project_id=project_id,
+        at=now,
+        total=total,
+        callable_now=sum(z.numbers for z in zones if z.callable_now),
+        dnc=int(dnc),
+        zones=zones,
+    )

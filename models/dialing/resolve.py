@@ -1,0 +1,308 @@
+"""A number's time zone, in stages, most certain first (docs/dialing-rules.md):
+
+1. ``geo``: the number's geo row names a real IANA zone (set by hand: it wins);
+2. ``registry``: its national number lies in a numbering-plan range whose region has one zone;
+3. ``libphonenumber``: libphonenumber gives exactly one zone (Russian fixed lines, most foreign
+   countries);
+4. ``ambiguous``: several candidate zones (a registry region spanning zones, or libphonenumber's
+   country-wide list, e.g. every +7 mobile outside the registry) — kept as a
+   ``timezone_set_id`` (models/dialing/zonesets.py), ``timezone`` stays NULL;
+5. ``unknown``: nothing.
+
+Region and operator come from the registry range whatever stage decides the zone.
+
+The lookup is vectorised: the current registry is held as sorted numpy arrays (cached per
+registry load) and a whole chunk is matched with one ``searchsorted``; libphonenumber answers
+are memoised by number prefix. The result per number is a ready COPY fragment, so the bulk loader
+writes it into its staging table and its one INSERT joins ``numbering_ranges`` by id.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import phonenumbers
+import psycopg
+from phonenumbers import tzdata as pn_tzdata
+
+from models.dialing.zonesets import normalised, set_id
+
+_UNKNOWN_ZONE = "Etc/Unknown"
+# Columns the resolution adds to a staging table, in COPY order.
+_NULL = "\\N"  # COPY text's NULL
+STAGE_COLUMNS = ("range_id", "tz", "tz_source", "tz_set_id")
+STAGE_COLUMN_DDL = "range_id bigint, tz text, tz_source text, tz_set_id bigint"
+
+
+def _fragment_text(range_id: int | None, zones: tuple[str, ...] | None, source_one: str) -> str:
+    """The four stage fields (tab-separated COPY text) for a number with these zones."""
+    rid = "\\N" if range_id is None else str(range_id)
+    if not zones:
+        return f"{rid}\t\\N\tunknown\t\\N"
+    if len(zones) == 1:
+        return f"{rid}\t{zones[0]}\t{source_one}\t\\N"
+    return f"{rid}\t\\N\tambiguous\t{set_id(zones)}"
+
+
+# Cached, so a million rows share a handful of strings.
+_fragment = lru_cache(maxsize=65_536)(_fragment_text)
+
+
+@lru_cache(maxsize=4096)
+def is_zone(name: str | None) -> bool:
+    """Whether `name` is an IANA zone this machine knows (geo rows are free text)."""
+    if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+# Memo of libphonenumber's number-type decision (unknown / country-wide / geographic); the zone
+# itself is then a plain prefix-table lookup. The memo key is as many leading characters as
+# libphonenumber's type patterns look at: Russian ranges (+7 3/4/8/9) are typed by their first
+# 3 national digits (key '+7' + 4 digits), Kazakh ones (+7 6/7) by up to 5 (key '+7' + 6).
+# Elsewhere the type can depend on every digit (e.g. Indonesia), so the key is the whole
+# number: exact, at libphonenumber's own speed (~75k/s) for the foreign minority.
+# tests/dialing/test_timezones.py sweeps random numbers against libphonenumber itself.
+_KIND_KEY_CHARS = {"+73": 6, "+74": 6, "+78": 6, "+79": 6, "+7": 8}
+_KIND_MEMO: dict[tuple[str, int], tuple[str, ...] | None] = {}
+_KIND_MEMO_MAX = 50_000
+_GEOGRAPHIC: tuple[str, ...] | None = None  # memo value meaning "look the prefix up"
+
+
+def _number_kind(phone: str) -> tuple[str, ...] | None:
+    try:
+        numobj = phonenumbers.parse(phone)
+    except phonenumbers.NumberParseException:
+        return ()
+    ntype = phonenumbers.number_type(numobj)
+    if ntype == phonenumbers.PhoneNumberType.UNKNOWN:
+        return ()
+    if not phonenumbers.is_number_type_geographical(ntype, numobj.country_code):
+        return _zones_of_prefix(str(numobj.country_code))
+    return _GEOGRAPHIC
+
+
+def _zones_of_prefix(digits: str) -> tuple[str, ...]:
+    data = pn_tzdata.TIMEZONE_DATA
+    for n in range(min(pn_tzdata.TIMEZONE_LONGEST_PREFIX, len(digits)), 0, -1):
+        zones = data.get(digits[:n])
+        if zones is not None:
+            return tuple(z for z in zones if z != _UNKNOWN_ZONE)
+    return ()
+
+
+def libphonenumber_zones(phone: str) -> tuple[str, ...]:
+    """libphonenumber's zones for an E.164 number, as `time_zones_for_number` gives them, at
+    dictionary speed: the number-type decision (which costs a parse) is memoised by prefix."""
+    depth = _KIND_KEY_CHARS.get(phone[:3]) or _KIND_KEY_CHARS.get(phone[:2]) or len(phone)
+    key = (phone[:depth], len(phone))
+    if key in _KIND_MEMO:
+        kind = _KIND_MEMO[key]
+    else:
+        kind = _number_kind(phone)
+        if len(_KIND_MEMO) >= _KIND_MEMO_MAX:
+            _KIND_MEMO.clear()
+        _KIND_MEMO[key] = kind
+    return _zones_of_prefix(phone[1:]) if kind is None else kind
+
+
+@dataclass(frozen=True)
+class RangeIndex:
+    """The registry in memory: sorted, non-overlapping [starts, ends] of +7 national numbers."""
+
+    load_id: int | None
+    starts: np.ndarray
+    ends: np.ndarray
+    fragments: tuple[str, ...]  # per range: the stage fields when its zones decide
+    ids: tuple[int, ...]
+    has_zones: np.ndarray  # bool per range
+    sets: dict[int, tuple[str, ...]]  # the multi-zone sets of the ranges
+
+    @classmethod
+    def empty(cls) -> RangeIndex:
+        e = np.empty(0, dtype=np.int64)
+        return cls(None, e, e, (), (), np.empty(0, dtype=bool), {})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def fragment_array(self) -> np.ndarray:
+        arr = self.__dict__.get("_fragment_array")
+        if arr is None:
+            arr = np.array(self.fragments, dtype=object)
+            object.__setattr__(self, "_fragment_array", arr)
+        return arr
+
+    def match(self, national: np.ndarray) -> np.ndarray:
+        """Per national number (-1 for none), the index of its range, or -1."""
+        if not len(self.ids):
+            return np.full(len(national), -1, dtype=np.int64)
+        pos = np.searchsorted(self.starts, national, side="right") - 1
+        safe = np.clip(pos, 0, None)
+        hit = (pos >= 0) & (national >= 0) & (national <= self.ends[safe])
+        return np.where(hit, pos, -1)
+
+
+_INDEX_CACHE: dict[tuple[Any, ...], RangeIndex] = {}
+
+
+def current_index(conn: psycopg.Connection[Any]) -> RangeIndex:
+    """The current registry as a RangeIndex, cached per registry load.
+
+    Reading `numbering_ranges` here takes its ACCESS SHARE lock until the caller's transaction
+    ends, so a registry swap (TRUNCATE) waits and the range ids stay valid for the caller's
+    INSERT."""
+    row = conn.execute(
+        "SELECT r.load_id, l.loaded_at FROM numbering_ranges r "
+        "JOIN registry_loads l ON l.id = r.load_id LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return RangeIndex.empty()
+    load_id = int(row[0])
+    # The load's time too: ids restart after a TRUNCATE ... RESTART IDENTITY (tests, restores).
+    key = (f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}", load_id, row[1])
+    cached = _INDEX_CACHE.get(key)
+    if cached is not None:
+        return cached
+    rows = conn.execute(
+        "SELECT id, range_from, range_to, zones FROM numbering_ranges "
+        "WHERE country = '7' ORDER BY range_from"
+    ).fetchall()
+    index = RangeIndex(
+        load_id=load_id,
+        starts=np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
+        ends=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
+        fragments=tuple(_fragment_text(r[0], _zones(r[3]), "registry") for r in rows),
+        ids=tuple(r[0] for r in rows),
+        has_zones=np.fromiter((bool(r[3]) for r in rows), dtype=bool, count=len(rows)),
+        sets={set_id(z): z for r in rows if (z := _zones(r[3])) and len(z) > 1},
+    )
+    _INDEX_CACHE.clear()  # one registry is current at a time
+    _INDEX_CACHE[key] = index
+    return index
+
+
+def _zones(zones: Sequence[str] | None) -> tuple[str, ...] | None:
+    if not zones:
+        return None
+    return (zones[0],) if len(zones) == 1 else normalised(zones)
+
+
+def national_numbers(phones: Sequence[str | None]) -> np.ndarray:
+    """+7 national numbers as int64 (10 digits after +7), -1 for anything else."""
+    return np.array(
+        [int(p[2:]) if p and p[:2] == "+7" and len(p) == 12 else -1 for p in phones],
+        dtype=np.int64,
+    )
+
+
+def stage_fragments(
+    phones: Sequence[str | None],
+    index: RangeIndex,
+    geo_zone: str | None = None,
+    sets_seen: dict[int, tuple[str, ...]] | None = None,
+) -> list[str]:
+    """Per normalised phone (None: skipped, ''), its four stage fields as COPY text.
+    Candidate sets met are added to `sets_seen` (for `zonesets.ensure_sets`)."""
+    if sets_seen is not None:
+        sets_seen.update(index.sets)
+    pos = index.match(national_numbers(phones))
+    n = len(phones)
+    if geo_zone is not None:
+        ids = index.ids
+        rids = [str(ids[i]) if i >= 0 else _NULL for i in pos.tolist()]
+        tail = f"\t{geo_zone}\tgeo\t{_NULL}"
+        return ["" if not p else r + tail for p, r in zip(phones, rids, strict=True)]
+    # Registry hits with zones: one numpy gather of ready-made fragments.
+    decided = pos >= 0
+    if len(index.ids):
+        decided &= index.has_zones[np.clip(pos, 0, None)]
+    out: list[str] = (
+        index.fragment_array[np.where(decided, pos, 0)].tolist() if len(index.ids) else [""] * n
+    )
+    ids = index.ids
+    for k in np.flatnonzero(~decided).tolist():  # the rest: libphonenumber, per memoised prefix
+        phone = phones[k]
+        if not phone:
+            out[k] = ""
+            continue
+        zones = libphonenumber_zones(phone)
+        if len(zones) > 1:
+            zones = normalised(zones)
+            if sets_seen is not None:
+                sets_seen[set_id(zones)] = zones
+        i = int(pos[k])
+        out[k] = _fragment(ids[i] if i >= 0 else None, zones, "libphonenumber")
+    return out
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One number's answer, for single-number paths and tests."""
+
+    timezone: str | None
+    source: str
+    set_id: int | None
+    candidates: tuple[str, ...] | None
+    range_id: int | None
+
+
+def resolve_one(phone: str, index: RangeIndex, geo_zone: str | None = None) -> Resolution:
+    seen: dict[int, tuple[str, ...]] = {}
+    rid, tz, source, sid = stage_fragments([phone], index, geo_zone, seen)[0].split("\t")
+    set_key = None if sid == "\\N" else int(sid)
+    return Resolution(
+        timezone=None if tz == "\\N" else tz,
+        source=source,
+        set_id=set_key,
+        candidates=seen[set_key] if set_key is not None else None,
+        range_id=None if rid == "\\N" else int(rid),
+    )
+
+
+def geo_zone(conn: psycopg.Connection[Any], geo_id: int | None) -> str | None:
+    """The geo row's zone when it names a real IANA zone (else the later stages decide)."""
+    if geo_id is None:
+        return None
+    row = conn.execute("SELECT timezone FROM geo WHERE id = %s", (geo_id,)).fetchone()
+    zone = row[0] if row else None
+    return zone if is_zone(zone) else None
+
+
+def columns_for(conn: psycopg.Connection[Any], phone: str, geo_id: int | None) -> dict[str, Any]:
+    """The dialing columns of one number about to be inserted (the single-number paths)."""
+    seen: dict[int, tuple[str, ...]] = {}
+    frag = stage_fragments([phone], current_index(conn), geo_zone(conn, geo_id), seen)[0]
+    rid, tz, source, sid = frag.split("\t")
+    from models.dialing.zonesets import ensure_sets
+
+    ensure_sets(conn, seen)
+    region = operator = None
+    if rid != "\\N":
+        row = conn.execute(
+            "SELECT region, operator FROM numbering_ranges WHERE id = %s", (int(rid),)
+        ).fetchone()
+        if row is not None:
+            region, operator = row
+    return {
+        "timezone": None if tz == "\\N" else tz,
+        "timezone_source": source,
+        "timezone_set_id": None if sid == "\\N" else int(sid),
+        "region": region,
+        "operator": operator,
+    }
+
+
+def columns_for_session(session: Any, phone: str, geo_id: int | None) -> dict[str, Any]:
+    """`columns_for` inside a SQLAlchemy session's transaction (its psycopg connection)."""
+    return columns_for(session.connection().connection.driver_connection, phone, geo_id)
