@@ -33,6 +33,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from models import number_loads
+from models.number_loads import DedupeRule, LoadSource
 from models.phones import normalize_many
 
 # Rows per COPY block: ~1-4 MB of text, small enough to keep memory flat.
@@ -41,6 +43,11 @@ _SUB_CHUNK = 50_000
 DEFAULT_CHUNK_ROWS = 50_000
 # The dedupe sort of a large load; SET LOCAL only, reverted by the transaction's end.
 _SORT_WORK_MEM = "256MB"
+
+
+# What any reader of a cross-project duplicate sees; only the file's reject report (read by data
+# engineers and admins) names the other project (Reject.report_reason).
+ELSEWHERE_REASON = "already in another project"
 
 
 class BulkLoadError(ValueError):
@@ -61,6 +68,19 @@ class Reject:
     line: int
     raw: str
     reason: str
+    # A duplicate_elsewhere row: the code of the project that has the number. Never sent to a
+    # manager; as_dict() and the API leave it out.
+    other_project: str | None = field(default=None, repr=False)
+
+    @property
+    def report_reason(self) -> str:
+        """The reason as the file's reject report words it (names the other project)."""
+        if self.other_project is None:
+            return self.reason
+        return f"already in project {self.other_project}"
+
+    def public(self) -> dict[str, Any]:
+        return {"line": self.line, "raw": self.raw, "reason": self.reason}
 
 
 @dataclass
@@ -72,6 +92,9 @@ class LoadResult:
     invalid: int = 0
     rejects: list[Reject] = field(default_factory=list)  # the first `reject_limit`
     seconds: float = 0.0
+    # Skipped by the project's dedupe scope: present in another project (or called recently).
+    duplicate_elsewhere: int = 0
+    load_id: int | None = None  # the number_loads row, when the load was recorded
 
     @property
     def rows_per_second(self) -> float:
@@ -79,6 +102,7 @@ class LoadResult:
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["rejects"] = [r.public() for r in self.rejects]
         out["seconds"] = round(self.seconds, 3)
         out["rows_per_second"] = round(self.rows_per_second, 1)
         return out
@@ -194,9 +218,13 @@ def load_numbers(
     region: str = "RU",
     reject_limit: int = 1000,
     on_reject: Callable[[Reject], None] | None = None,
+    record: LoadSource | None = None,
 ) -> LoadResult:
     """Load numbers into one project; see the module docstring. Raises BulkLoadError for bad
-    arguments; any error (bad input shape, iterator failure, database error) rolls back."""
+    arguments; any error (bad input shape, iterator failure, database error) rolls back.
+
+    `record`: write a number_loads row (same transaction) and stamp every inserted number's
+    source_load_id with it. The project's dedupe rule applies either way."""
     _check_int("project_id", project_id)
     _check_int("provider_id", provider_id, optional=True)
     _check_int("geo_id", geo_id, optional=True)
@@ -213,6 +241,9 @@ def load_numbers(
     valid = 0
     with conn.transaction():
         _validate_refs(conn, project_id, provider_id, geo_id)
+        rule = number_loads.dedupe_rule(conn, project_id)
+        if record is not None:
+            result.load_id = number_loads.create(conn, project_id, provider_id, record, rule)
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE {} (line bigint NOT NULL, phone text NOT NULL, "
@@ -243,15 +274,24 @@ def load_numbers(
                 result.read += n
                 if n:
                     next_line = int(list(lines[n - 1 : n])[0]) + 1
+        elsewhere = None if rule.project_only else _elsewhere_stage(conn)
         if valid:
-            distinct, inserted = _insert(conn, stage, project_id, provider_id, geo_id)
+            distinct, inserted = _insert(
+                conn, stage, project_id, provider_id, geo_id, result.load_id, rule, elsewhere
+            )
         else:
             distinct = inserted = 0
         conn.execute(sql.SQL("DROP TABLE {}").format(stage))
-    result.invalid = result.read - valid
-    result.duplicate_in_input = valid - distinct
-    result.already_present = distinct - inserted
-    result.inserted = inserted
+        if elsewhere is not None:
+            result.duplicate_elsewhere = _report_elsewhere(
+                conn, elsewhere, result, reject_limit, on_reject
+            )
+        result.invalid = result.read - valid
+        result.duplicate_in_input = valid - distinct
+        result.already_present = distinct - inserted - result.duplicate_elsewhere
+        result.inserted = inserted
+        if result.load_id is not None:
+            number_loads.finish(conn, result.load_id, result.as_dict())
     result.seconds = time.perf_counter() - started
     return result
 
@@ -324,11 +364,25 @@ def _insert(
     project_id: int,
     provider_id: int | None,
     geo_id: int | None,
+    load_id: int | None = None,
+    rule: DedupeRule | None = None,
+    elsewhere: sql.Identifier | None = None,
 ) -> tuple[int, int]:
-    """The one INSERT: dedupe the stage (first line wins), skip numbers the project has.
+    """The one INSERT: dedupe the stage (first line wins), skip numbers the project has, and,
+    under a wider dedupe rule, those it finds elsewhere (`_ELSEWHERE`, into `elsewhere`).
 
     Returns (distinct valid numbers, inserted rows).
     """
+    rule = rule or DedupeRule()
+    skip_cte, skip_where = sql.SQL(""), sql.SQL("")
+    params: dict[str, Any] = {
+        "project": project_id, "provider": provider_id, "geo": geo_id, "load": load_id,
+    }  # fmt: skip
+    if elsewhere is not None:
+        skip_cte = _ELSEWHERE.format(elsewhere=elsewhere)
+        skip_where = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM skipped s WHERE s.phone = f.phone)")
+        params["all_projects"] = rule.scope == "all_projects"
+        params["since"] = number_loads.window_start(conn, rule)
     prev = conn.execute(
         "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
     ).fetchone()
@@ -340,22 +394,88 @@ def _insert(
         sql.SQL(
             """
             WITH firsts AS MATERIALIZED (
-                SELECT DISTINCT ON (phone) phone, attributes
+                SELECT DISTINCT ON (phone) phone, line, attributes
                 FROM {stage} ORDER BY phone, line
-            ), ins AS (
+            ), {skip_cte} ins AS (
                 INSERT INTO phone_numbers (phone_number, project_id, provider_id, geo_id,
-                                           attributes)
-                SELECT phone, %(project)s, %(provider)s, %(geo)s, attributes FROM firsts
+                                           attributes, source_load_id)
+                SELECT f.phone, %(project)s, %(provider)s, %(geo)s, f.attributes, %(load)s
+                FROM firsts f {skip_where}
                 ON CONFLICT (phone_number, project_id) DO NOTHING
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM ins)
             """
-        ).format(stage=stage),
-        {"project": project_id, "provider": provider_id, "geo": geo_id},
+        ).format(stage=stage, skip_cte=skip_cte, skip_where=skip_where),
+        params,
     ).fetchone()
     assert row is not None
     # Put both back: inside a caller's transaction SET LOCAL would outlive our savepoint.
     conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
     conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
     return int(row[0]), int(row[1])
+
+
+# --- dedupe beyond the project -----------------------------------------------------------------
+
+# The staged numbers another project blocks, written to a second temp table in the INSERT's own
+# statement. Set-based: one probe of uq_phone_numbers_phone_project (phone first) per distinct
+# staged number reads every row of that phone; the project's own row sorts first, so a number
+# the project already has stays `already_present` (ON CONFLICT) and never counts as elsewhere.
+# Blocking: any live project (all_projects), or a call in any project, live or deleted, at or
+# after %(since)s (phone_numbers.last_call_at, the latest call; loads are not calls).
+_ELSEWHERE = sql.SQL(
+    """
+    skipped AS (
+        INSERT INTO {elsewhere} (line, phone, other)
+        SELECT f.line, f.phone, m.code
+        FROM firsts f
+        CROSS JOIN LATERAL (
+            SELECT pn.project_id = %(project)s AS here, p.code
+            FROM phone_numbers pn JOIN projects p ON p.id = pn.project_id
+            WHERE pn.phone_number = f.phone
+              AND (pn.project_id = %(project)s
+                   OR (%(all_projects)s AND NOT p.is_deleted)
+                   OR pn.last_call_at >= %(since)s)
+            ORDER BY pn.project_id = %(project)s DESC, p.code
+            LIMIT 1
+        ) m
+        WHERE NOT m.here
+        RETURNING phone
+    ),"""
+)
+
+
+def _elsewhere_stage(conn: psycopg.Connection[Any]) -> sql.Identifier:
+    name = sql.Identifier(f"numbase_elsewhere_{uuid.uuid4().hex[:12]}")
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} (line bigint NOT NULL, phone text NOT NULL, other text NOT NULL)"
+            " ON COMMIT DROP"
+        ).format(name)
+    )
+    return name
+
+
+def _report_elsewhere(
+    conn: psycopg.Connection[Any],
+    elsewhere: sql.Identifier,
+    result: LoadResult,
+    reject_limit: int,
+    on_reject: Callable[[Reject], None] | None,
+) -> int:
+    """Hand every blocked row to `on_reject` in line order (a server-side cursor: memory stays
+    flat however many), keep the first ones in result.rejects; -> how many."""
+    count = 0
+    with conn.cursor(name=f"numbase_elsewhere_{uuid.uuid4().hex[:8]}") as cur:
+        cur.itersize = _SUB_CHUNK
+        cur.execute(sql.SQL("SELECT line, phone, other FROM {} ORDER BY line").format(elsewhere))
+        for line, phone, other in cur:
+            count += 1
+            reject = Reject(int(line), phone, ELSEWHERE_REASON, other_project=other)
+            if on_reject is not None:
+                on_reject(reject)
+            if len(result.rejects) < reject_limit:
+                result.rejects.append(reject)
+    conn.execute(sql.SQL("DROP TABLE {}").format(elsewhere))
+    return count

@@ -59,6 +59,7 @@ FILTER_NAMES = frozenset(
         "call_attempts_gte",
         "last_call_after",
         "last_call_before",
+        "source_load_id",
     }
 )
 
@@ -80,6 +81,7 @@ class NumberFilters:
     call_attempts_gte: int | None = None
     last_call_after: dt.datetime | None = None
     last_call_before: dt.datetime | None = None
+    source_load_id: int | None = None  # the load that inserted the number (number_loads.id)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, region: str = "RU") -> NumberFilters:
@@ -110,6 +112,7 @@ class NumberFilters:
             geo_id=_positive("geo_id", params.get("geo_id")),
             created_after=after,
             created_before=before,
+            source_load_id=_positive("source_load_id", params.get("source_load_id")),
         )
 
 
@@ -127,6 +130,8 @@ def number_conditions(f: NumberFilters) -> list[ColumnElement[bool]]:
         out.append(t.provider_id == f.provider_id)
     if f.geo_id is not None:
         out.append(t.geo_id == f.geo_id)
+    if f.source_load_id is not None:
+        out.append(t.source_load_id == f.source_load_id)
     if f.created_after is not None:
         out.append(t.created_at >= f.created_after)
     if f.created_before is not None:

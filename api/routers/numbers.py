@@ -109,6 +109,9 @@ def number_filters(
     last_call_before: Annotated[
         IsoDateTime | None, Query(description="last_call_at < this")
     ] = None,
+    source_load_id: Annotated[
+        int | None, Query(ge=1, description="inserted by this load (GET /api/imports/)")
+    ] = None,
 ) -> NumberFilters:
     params: dict[str, Any] = {
         "project_id": project_id,
@@ -122,6 +125,7 @@ def number_filters(
         "call_attempts_gte": call_attempts_gte,
         "last_call_after": last_call_after,
         "last_call_before": last_call_before,
+        "source_load_id": source_load_id,
     }
     return parse_filters({k: v for k, v in params.items() if v is not None}, settings.phone_region)
 

@@ -35,6 +35,9 @@ class NumberOut(BaseModel):
     attributes: dict[str, Any] | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    source_load_id: int | None = Field(
+        None, description="the load that inserted it (GET /api/imports/{id}/); null: unknown"
+    )
 
 
 class NumberPage(BaseModel):
@@ -103,6 +106,12 @@ class BulkCreateOut(BaseModel):
     invalid: int
     rejects: list[RejectOut] = Field(description="the first 1000 rejected rows")
     seconds: float
+    duplicate_elsewhere: int = Field(
+        0,
+        description="skipped by the project's dedupe scope (in another project / called "
+        "recently); their rejects say only 'already in another project'",
+    )
+    load_id: int | None = Field(None, description="the load's record: GET /api/imports/{id}/")
 
 
 class BulkUpdateSet(_In):

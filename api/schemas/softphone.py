@@ -111,6 +111,16 @@ class NumberCard(BaseModel):
     recent_events: list[RecentEvent] = Field(description="the last 10, newest first")
     created_at: dt.datetime
     updated_at: dt.datetime
+    source_load: LoadRef | None = Field(None, description="null: loaded before loads were kept")
+
+
+class LoadRef(BaseModel):
+    """The load that brought the number (GET /api/imports/{id}/)."""
+
+    id: int
+    kind: Literal["sftp", "api"]
+    source: str | None = Field(description="the file's inbox path, or json / csv:<name>")
+    created_at: dt.datetime
 
 
 class PopupResponse(BaseModel):
