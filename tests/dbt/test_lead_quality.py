@@ -34,8 +34,9 @@ def _seed(engine: Engine) -> dict[str, int]:
         ids["y"] = one("INSERT INTO geo (region) VALUES ('Y')")
 
         def load(project: str, provider: str | None, at: str, cost: str | None, **c: int) -> int:
-            counts = {"rows_read": 0, "inserted": 0, "duplicate_in_input": 0,
-                      "already_present": 0, "duplicate_elsewhere": 0, "invalid": 0, **c}  # fmt: skip
+            zero = ("rows_read", "inserted", "duplicate_in_input", "already_present",
+                    "duplicate_elsewhere", "invalid")  # fmt: skip
+            counts = {**dict.fromkeys(zero, 0), **c}
             return one(
                 "INSERT INTO number_loads (kind, project_id, provider_id, dedupe_scope, "
                 "rows_read, inserted, duplicate_in_input, already_present, duplicate_elsewhere, "
