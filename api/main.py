@@ -16,6 +16,8 @@ from api.routers import (
     conversion,
     geo,
     health,
+    imports,
+    lead_quality,
     links,
     numbers,
     projects,
@@ -67,5 +69,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(numbers.router)
     app.include_router(sftp.router)
     app.include_router(conversion.router)
+    app.include_router(imports.router)
+    app.include_router(lead_quality.router)
     install_openapi(app)
     return app
