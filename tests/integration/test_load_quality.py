@@ -191,3 +191,38 @@ def test_rule_is_checked_by_the_database(conn, factory) -> None:
     for scope, window in (("everything", None), ("project", 0), ("project", 4000)):
         with pytest.raises(psycopg.errors.CheckViolation):
             _set_rule(conn, project, scope, window)
+
+
+def test_racing_loads_of_one_number_leave_one_row_from_the_winner(
+    conn, factory, database_url: str
+) -> None:
+    import threading
+
+    project = factory.project()
+    barrier = threading.Barrier(4)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            with psycopg.connect(database_url, autocommit=True) as c:
+                barrier.wait()
+                results.append(
+                    load_numbers(c, project.id, chunked(["+79160000001"]), record=LoadSource("api"))
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    winners = [r for r in results if r.inserted == 1]
+    assert len(winners) == 1 and sum(r.already_present for r in results) == 3
+    assert _source(conn, "+79160000001", project.id) == winners[0].load_id
+    counts = conn.execute(
+        "SELECT sum(inserted), sum(already_present), count(*) FROM number_loads"
+    ).fetchone()
+    assert counts == (1, 3, 4)
