@@ -313,7 +313,13 @@ _POPUP = (
     .join(Project, (Project.id == PhoneNumber.project_id) & Project.is_deleted.is_(False))
     .outerjoin(Provider, Provider.id == PhoneNumber.provider_id)
     .outerjoin(Geo, Geo.id == PhoneNumber.geo_id)
-    .outerjoin(NumberLoad, NumberLoad.id == PhoneNumber.source_load_id)
+    # Only a load of the number's own project: a number moved since keeps its source_load_id,
+    # but the load (its file path names the first project) is not this project's to show.
+    .outerjoin(
+        NumberLoad,
+        (NumberLoad.id == PhoneNumber.source_load_id)
+        & (NumberLoad.project_id == PhoneNumber.project_id),
+    )
     .where(PhoneNumber.phone_number == bindparam("phone"))
     .order_by(PhoneNumber.created_at.desc(), PhoneNumber.id.desc())
 )

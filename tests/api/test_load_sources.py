@@ -115,3 +115,27 @@ def test_manager_learns_only_already_in_another_project(
     # The audit row a manager's project history shows has counts, no project code either.
     audit = [a for a in audit_rows(session.get_bind(), action="bulk_create")][-1]
     assert audit.changes["duplicate_elsewhere"] == 1 and "secret-campaign" not in str(audit.changes)
+
+
+def test_popup_hides_the_load_of_a_number_moved_from_another_project(
+    client, manager, other_manager, factory, db
+) -> None:
+    mine = factory.project(members=[manager.user])
+    theirs = factory.project(code="secret-origin", members=[other_manager.user])
+    _bulk(client, other_manager, theirs.id, ["+79160000001"])
+    resp = client.post(
+        f"{URL}bulk-update/",
+        json={"filter": {"phone": "+79160000001"}, "set": {"project_id": mine.id}},
+        headers=other_manager.headers,
+    )
+    if resp.status_code != 200:  # moving needs the destination in scope: do it as the database
+        with db.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE phone_numbers SET project_id = %s WHERE phone_number = '+79160000001'",
+                (mine.id,),
+            )
+    card = client.get(
+        f"/api/softphone/number/{quote('+79160000001')}/", headers=manager.headers
+    ).json()["results"][0]
+    assert card["project"]["id"] == mine.id and card["source_load"] is None
+    assert "secret-origin" not in str(card)
