@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from models import number_loads
+from models import load_dedupe, number_loads
 from models.number_loads import DedupeRule, LoadSource
 from models.phones import normalize_many
 
@@ -274,7 +274,7 @@ def load_numbers(
                 result.read += n
                 if n:
                     next_line = int(list(lines[n - 1 : n])[0]) + 1
-        elsewhere = None if rule.project_only else _elsewhere_stage(conn)
+        elsewhere = None if rule.project_only else load_dedupe.create_stage(conn)
         if valid:
             distinct, inserted = _insert(
                 conn, stage, project_id, provider_id, geo_id, result.load_id, rule, elsewhere
@@ -369,7 +369,8 @@ def _insert(
     elsewhere: sql.Identifier | None = None,
 ) -> tuple[int, int]:
     """The one INSERT: dedupe the stage (first line wins), skip numbers the project has, and,
-    under a wider dedupe rule, those it finds elsewhere (`_ELSEWHERE`, into `elsewhere`).
+    under a wider dedupe rule, those it finds elsewhere (models/load_dedupe.py, into
+    `elsewhere`).
 
     Returns (distinct valid numbers, inserted rows).
     """
@@ -379,7 +380,7 @@ def _insert(
         "project": project_id, "provider": provider_id, "geo": geo_id, "load": load_id,
     }  # fmt: skip
     if elsewhere is not None:
-        skip_cte = _ELSEWHERE.format(elsewhere=elsewhere)
+        skip_cte = load_dedupe.ELSEWHERE.format(elsewhere=elsewhere)
         skip_where = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM skipped s WHERE s.phone = f.phone)")
         params["all_projects"] = rule.scope == "all_projects"
         params["since"] = number_loads.window_start(conn, rule)
@@ -416,47 +417,6 @@ def _insert(
     return int(row[0]), int(row[1])
 
 
-# --- dedupe beyond the project -----------------------------------------------------------------
-
-# The staged numbers another project blocks, written to a second temp table in the INSERT's own
-# statement. Set-based: one probe of uq_phone_numbers_phone_project (phone first) per distinct
-# staged number reads every row of that phone; the project's own row sorts first, so a number
-# the project already has stays `already_present` (ON CONFLICT) and never counts as elsewhere.
-# Blocking: any live project (all_projects), or a call in any project, live or deleted, at or
-# after %(since)s (phone_numbers.last_call_at, the latest call; loads are not calls).
-_ELSEWHERE = sql.SQL(
-    """
-    skipped AS (
-        INSERT INTO {elsewhere} (line, phone, other)
-        SELECT f.line, f.phone, m.code
-        FROM firsts f
-        CROSS JOIN LATERAL (
-            SELECT pn.project_id = %(project)s AS here, p.code
-            FROM phone_numbers pn JOIN projects p ON p.id = pn.project_id
-            WHERE pn.phone_number = f.phone
-              AND (pn.project_id = %(project)s
-                   OR (%(all_projects)s AND NOT p.is_deleted)
-                   OR pn.last_call_at >= %(since)s)
-            ORDER BY pn.project_id = %(project)s DESC, p.code
-            LIMIT 1
-        ) m
-        WHERE NOT m.here
-        RETURNING phone
-    ),"""
-)
-
-
-def _elsewhere_stage(conn: psycopg.Connection[Any]) -> sql.Identifier:
-    name = sql.Identifier(f"numbase_elsewhere_{uuid.uuid4().hex[:12]}")
-    conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE {} (line bigint NOT NULL, phone text NOT NULL, other text NOT NULL)"
-            " ON COMMIT DROP"
-        ).format(name)
-    )
-    return name
-
-
 def _report_elsewhere(
     conn: psycopg.Connection[Any],
     elsewhere: sql.Identifier,
@@ -464,18 +424,14 @@ def _report_elsewhere(
     reject_limit: int,
     on_reject: Callable[[Reject], None] | None,
 ) -> int:
-    """Hand every blocked row to `on_reject` in line order (a server-side cursor: memory stays
-    flat however many), keep the first ones in result.rejects; -> how many."""
+    """Hand every blocked row to `on_reject` in line order, keep the first ones in
+    result.rejects; -> how many."""
     count = 0
-    with conn.cursor(name=f"numbase_elsewhere_{uuid.uuid4().hex[:8]}") as cur:
-        cur.itersize = _SUB_CHUNK
-        cur.execute(sql.SQL("SELECT line, phone, other FROM {} ORDER BY line").format(elsewhere))
-        for line, phone, other in cur:
-            count += 1
-            reject = Reject(int(line), phone, ELSEWHERE_REASON, other_project=other)
-            if on_reject is not None:
-                on_reject(reject)
-            if len(result.rejects) < reject_limit:
-                result.rejects.append(reject)
-    conn.execute(sql.SQL("DROP TABLE {}").format(elsewhere))
+    for line, phone, other in load_dedupe.blocked_rows(conn, elsewhere, _SUB_CHUNK):
+        count += 1
+        reject = Reject(line, phone, ELSEWHERE_REASON, other_project=other)
+        if on_reject is not None:
+            on_reject(reject)
+        if len(result.rejects) < reject_limit:
+            result.rejects.append(reject)
     return count

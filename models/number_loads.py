@@ -15,10 +15,7 @@ from typing import Any
 
 import psycopg
 
-from models.tables import DEDUPE_SCOPES, LOAD_KINDS
-
-# Longest window a project may set (ck_projects_dedupe_window_days).
-MAX_WINDOW_DAYS = 3650
+from models.tables import LOAD_KINDS
 
 
 @dataclass(frozen=True)
@@ -37,25 +34,13 @@ class LoadSource:
 
 @dataclass(frozen=True)
 class DedupeRule:
-    scope: str = "project"  # one of DEDUPE_SCOPES
+    scope: str = "project"  # one of models.tables.DEDUPE_SCOPES (a CHECK on projects)
     window_days: int | None = None
 
     @property
     def project_only(self) -> bool:
         """Today's rule: only the project's own numbers are skipped (the fast path)."""
         return self.scope == "project" and self.window_days is None
-
-
-def validate_rule(scope: object, window_days: object) -> None:
-    """Raise ValueError naming what is wrong (the API maps it to a 400 on the field)."""
-    if scope not in DEDUPE_SCOPES:
-        raise ValueError(f"dedupe_scope must be one of {', '.join(DEDUPE_SCOPES)}")
-    if window_days is not None and (
-        not isinstance(window_days, int)
-        or isinstance(window_days, bool)
-        or not 1 <= window_days <= MAX_WINDOW_DAYS
-    ):
-        raise ValueError(f"dedupe_window_days must be null or 1..{MAX_WINDOW_DAYS}")
 
 
 def dedupe_rule(conn: psycopg.Connection[Any], project_id: int) -> DedupeRule:
