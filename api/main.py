@@ -21,6 +21,8 @@ from api.routers import (
     geo,
     health,
     holidays,
+    imports,
+    lead_quality,
     links,
     numbers,
     numbers_bulk,
@@ -91,6 +93,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(callable_numbers.router)
     app.include_router(holidays.router)
     app.include_router(dnc.router)
+    app.include_router(imports.router)
+    app.include_router(lead_quality.router)
     install_openapi(app)
     install_docs_ui(app)
     return app

@@ -33,6 +33,7 @@ from api.schemas.numbers import BulkCreateIn, BulkCreateOut
 from api.scope import get_project_or_404
 from models import csv_rows
 from models.bulk import BulkLoadError, BulkLoadTimeout, RowChunk, chunked, load_numbers
+from models.number_loads import LoadSource
 from models.settings import Settings
 
 PHONE_COLUMNS = (
@@ -169,6 +170,7 @@ def _load(
             geo_id=geo_id,
             region=region,
             reject_limit=REJECT_LIMIT,
+            record=LoadSource("api", source=source, created_by=user.id),
         )
     except BulkLoadTimeout:
         session.rollback()
@@ -183,8 +185,11 @@ def _load(
         ) from None
     counts = {
         k: getattr(result, k)
-        for k in ("read", "inserted", "duplicate_in_input", "already_present", "invalid")
-    }
+        for k in (
+            "read", "inserted", "duplicate_in_input", "already_present", "duplicate_elsewhere",
+            "invalid",
+        )
+    }  # fmt: skip
     audit.record(
         session,
         action="bulk_create",
@@ -195,6 +200,7 @@ def _load(
             "source": source,
             "provider_id": provider_id,
             "geo_id": geo_id,
+            "load_id": result.load_id,
             **counts,
             "on_dnc": result.on_dnc,
         },  # fmt: skip
@@ -205,7 +211,9 @@ def _load(
         IMPORT_ROWS.labels(outcome).inc(n)
     out = BulkCreateOut(
         project_id=project_id,
-        rejects=[r.__dict__ for r in result.rejects],
+        load_id=result.load_id,
+        # public(): a cross-project duplicate says only "already in another project".
+        rejects=[r.public() for r in result.rejects],
         seconds=round(result.seconds, 3),
         on_dnc=result.on_dnc,
         **counts,

@@ -68,6 +68,9 @@ def number_filters(
     include_dnc: Annotated[
         bool | None, Query(description="exports: keep do-not-call numbers (default: left out)")
     ] = None,
+    source_load_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="inserted by this load (GET /api/imports/)")
+    ] = None,
 ) -> NumberFilters:
     params: dict[str, Any] = {
         "project_id": project_id,
@@ -86,6 +89,7 @@ def number_filters(
         "timezone_source": timezone_source,
         "callable_now": callable_now,
         "include_dnc": include_dnc,
+        "source_load_id": source_load_id,
     }
     return parse_filters({k: v for k, v in params.items() if v is not None}, settings.phone_region)
 

@@ -2,6 +2,7 @@
 plan's literal index list.
 
     .venv/bin/python -m benchmarks.bench_loader [--url SERVER_URL] [--rows N] [--runs K]
+    .venv/bin/python -m benchmarks.bench_loader --dedupe [--runs K]   # dedupe scope cost
 
 What runs (each on a fresh file-level copy of the base, `CREATE DATABASE ... TEMPLATE
 numbase_bench STRATEGY FILE_COPY`, so every variant starts from the same bytes and the same
@@ -22,6 +23,12 @@ cold shared buffers, and the base itself is never modified):
    design could buy: `aims-only` keeps the primary key, the unique (phone_number, project_id)
    and (project_id, status, id) - all the read-latency aims need; `floor` only the primary key
    and the unique index the deduplication needs.
+
+--dedupe runs only two variants, on the same clones: the loader with the project's default
+`project` dedupe scope, and with `all_projects` (docs/lead-quality.md), where the 5% numbers of
+another project are skipped as duplicate_elsewhere; both record their load (number_loads) as the
+API and SFTP imports do. It prints project-scope time / all_projects time (aim >= 0.85). A base
+built before migration 0007 is brought to head on each clone (outside the timing).
 
 Input (deterministic): ~83% new numbers (+7495...), 5% numbers of another project (new here),
 10% numbers already in project 1, 1% invalid, 1% in-file duplicates in another format; eight
@@ -53,7 +60,9 @@ from benchmarks.base import (
     ensure_base,
     table_ddl,
 )
+from models import migrate
 from models.bulk import RowChunk, chunked, load_numbers
+from models.number_loads import LoadSource
 from models.phones import normalize_many
 
 LITERAL_DATABASE = "numbase_bench_literal"
@@ -209,12 +218,15 @@ class _Timed:
         self.exhausted_at = time.perf_counter()
 
 
-def run_loader(url: str, values: list[object]) -> dict[str, Any]:
+def run_loader(url: str, values: list[object], *, record: bool = False) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         stream = _Timed(chunked(values, size=50_000))
         cpu0, server0 = time.process_time(), _backend_cpu(conn)
         started = time.perf_counter()
-        result = load_numbers(conn, BIG_PROJECT, stream, provider_id=PROVIDER_ID, geo_id=GEO_ID)
+        result = load_numbers(
+            conn, BIG_PROJECT, stream, provider_id=PROVIDER_ID, geo_id=GEO_ID,
+            record=LoadSource("api", source="bench") if record else None,
+        )  # fmt: skip
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu0 + _backend_cpu(conn) - server0
     return {
@@ -250,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="repeat each variant K times")
     parser.add_argument("--no-literal", action="store_true", help="skip the literal-index run")
     parser.add_argument("--floors", action="store_true", help="also load with fewer indexes")
+    parser.add_argument(
+        "--dedupe", action="store_true", help="only: project vs all_projects dedupe scope"
+    )
     args = parser.parse_args(argv)
     wall = time.perf_counter()
     with bench_server(args.url) as server_url:
@@ -263,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(built in {time.perf_counter() - t:.1f} s)")  # fmt: skip
         assert len(new_rows) == expected, (len(new_rows), expected)
         sorted_rows = sorted(new_rows)
+        if args.dedupe:
+            return _dedupe_runs(server_url, values, expected, args.runs, wall)
         if not args.no_literal:
             ensure_literal(server_url)
 
@@ -328,6 +345,49 @@ def main(argv: list[str] | None = None) -> int:
                 if k in med:
                     print(f"  loader, {k:9s} indexes      {med[k]:6.1f} s: literal / {k} = "
                           f"{med['literal'] / med[k]:.2f}x")  # fmt: skip
+    print(f"wall time {time.perf_counter() - wall:.1f} s")
+    return 0
+
+
+DEDUPE_VARIANTS = {"scope-project": "project", "scope-all-projects": "all_projects"}
+
+
+def _dedupe_runs(
+    server_url: str, values: list[object], expected: int, runs: int, wall: float
+) -> int:
+    """The loader under each dedupe scope, alternating, each on a fresh clone of the base."""
+    times: dict[str, list[float]] = {}
+    for run in range(runs):
+        for variant, scope in DEDUPE_VARIANTS.items():
+            url, clone_s = clone_database(server_url, BENCH_DATABASE, RUN_DATABASE)
+            try:
+                migrate.upgrade(url)  # a base from before 0007_quality: add its columns
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(
+                        "UPDATE projects SET dedupe_scope = %s WHERE id = %s", (scope, BIG_PROJECT)
+                    )
+                    conn.execute("CHECKPOINT")
+                out = run_loader(url, values, record=True)
+                r = out["result"]
+                # Every new number is inserted or, under all_projects, counted elsewhere.
+                assert r.inserted + r.duplicate_elsewhere == expected, r.as_dict()
+                assert scope == "all_projects" or r.duplicate_elsewhere == 0
+                print(
+                    f"run {run + 1} {variant:18s} {out['seconds']:6.1f} s wall "
+                    f"{out['cpu']:6.1f} s CPU (inserted {r.inserted:,}, elsewhere "
+                    f"{r.duplicate_elsewhere:,}, present {r.already_present:,}; "
+                    f"clone {clone_s:.0f} s)",
+                    flush=True,
+                )
+                times.setdefault(variant, []).append(out["seconds"])
+            finally:
+                drop_database(server_url, RUN_DATABASE)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\nsummary: {runs} run(s), medians, {len(values):,} input rows")
+    for k, v in med.items():
+        print(f"  {k:18s} {v:6.1f} s  {len(values) / v:9,.0f} input rows/s")
+    ratio = med["scope-project"] / med["scope-all-projects"]
+    print(f"  ratio project scope : all_projects = {ratio:.2f}  (aim >= 0.85)")
     print(f"wall time {time.perf_counter() - wall:.1f} s")
     return 0
 

@@ -34,10 +34,12 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from models import load_dedupe, number_loads
 from models.db import timeout_reason
 from models.dialing.resolve import STAGE_COLUMN_DDL, RangeIndex, geo_zone, stage_fragments
 from models.dialing.resolve import current_index as current_registry
 from models.dialing.zonesets import ensure_sets
+from models.number_loads import DedupeRule, LoadSource
 from models.phones import normalize_many
 
 # Rows per COPY block: ~1-4 MB of text, small enough to keep memory flat.
@@ -46,6 +48,9 @@ _SUB_CHUNK = 50_000
 DEFAULT_CHUNK_ROWS = 50_000
 # The dedupe sort of a large load; SET LOCAL only, reverted by the transaction's end.
 _SORT_WORK_MEM = "256MB"
+# What any reader of a cross-project duplicate sees; only the file's reject report (read by data
+# engineers and admins) names the other project (Reject.report_reason).
+ELSEWHERE_REASON = "already in another project"
 
 
 class BulkLoadError(ValueError):
@@ -73,6 +78,19 @@ class Reject:
     line: int
     raw: str
     reason: str
+    # A duplicate_elsewhere row: the code of the project that has the number. Never sent to a
+    # manager; as_dict() and the API leave it out.
+    other_project: str | None = field(default=None, repr=False)
+
+    @property
+    def report_reason(self) -> str:
+        """The reason as the file's reject report words it (names the other project)."""
+        if self.other_project is None:
+            return self.reason
+        return f"already in project {self.other_project}"
+
+    def public(self) -> dict[str, Any]:
+        return {"line": self.line, "raw": self.raw, "reason": self.reason}
 
 
 @dataclass
@@ -85,6 +103,9 @@ class LoadResult:
     on_dnc: int = 0  # distinct valid numbers of the input on an active do-not-call entry
     rejects: list[Reject] = field(default_factory=list)  # the first `reject_limit`
     seconds: float = 0.0
+    # Skipped by the project's dedupe scope: present in another project (or called recently).
+    duplicate_elsewhere: int = 0
+    load_id: int | None = None  # the number_loads row, when the load was recorded
 
     @property
     def rows_per_second(self) -> float:
@@ -92,6 +113,7 @@ class LoadResult:
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["rejects"] = [r.public() for r in self.rejects]
         out["seconds"] = round(self.seconds, 3)
         out["rows_per_second"] = round(self.rows_per_second, 1)
         return out
@@ -207,14 +229,18 @@ def load_numbers(
     region: str = "RU",
     reject_limit: int = 1000,
     on_reject: Callable[[Reject], None] | None = None,
+    record: LoadSource | None = None,
 ) -> LoadResult:
     """Load numbers into one project; see the module docstring. Raises BulkLoadError for bad
     arguments, BulkLoadTimeout (a BulkLoadError) when the connection's lock or statement timeout
-    cut the load; any error (bad input shape, iterator failure, database error) rolls back."""
+    cut the load; any error (bad input shape, iterator failure, database error) rolls back.
+
+    `record`: write a number_loads row (same transaction) and stamp every inserted number's
+    source_load_id with it. The project's dedupe rule applies either way."""
     try:
         return _load_numbers(
             conn, project_id, chunks, provider_id=provider_id, geo_id=geo_id, region=region,
-            reject_limit=reject_limit, on_reject=on_reject,
+            reject_limit=reject_limit, on_reject=on_reject, record=record,
         )  # fmt: skip
     except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
         # A row or index wait names its table in the error; a table-lock wait does not, and the
@@ -235,6 +261,7 @@ def _load_numbers(
     region: str = "RU",
     reject_limit: int = 1000,
     on_reject: Callable[[Reject], None] | None = None,
+    record: LoadSource | None = None,
 ) -> LoadResult:
     _check_int("project_id", project_id)
     _check_int("provider_id", provider_id, optional=True)
@@ -252,6 +279,9 @@ def _load_numbers(
     valid = 0
     with conn.transaction():
         _validate_refs(conn, project_id, provider_id, geo_id)
+        rule = number_loads.dedupe_rule(conn, project_id)
+        if record is not None:
+            result.load_id = number_loads.create(conn, project_id, provider_id, record, rule)
         # Time zone, region, operator (models/dialing/resolve.py) ride along in the stage.
         zones = _Zones(current_registry(conn), geo_zone(conn, geo_id))
         conn.execute(
@@ -285,17 +315,24 @@ def _load_numbers(
                 if n:
                     next_line = int(list(lines[n - 1 : n])[0]) + 1
         ensure_sets(conn, zones.sets_seen)
+        elsewhere = None if rule.project_only else load_dedupe.create_stage(conn)
         if valid:
             distinct, inserted, result.on_dnc = _insert(
-                conn, stage, project_id, provider_id, geo_id
+                conn, stage, project_id, provider_id, geo_id, result.load_id, rule, elsewhere
             )
         else:
             distinct = inserted = 0
         conn.execute(sql.SQL("DROP TABLE {}").format(stage))
-    result.invalid = result.read - valid
-    result.duplicate_in_input = valid - distinct
-    result.already_present = distinct - inserted
-    result.inserted = inserted
+        if elsewhere is not None:
+            result.duplicate_elsewhere = _report_elsewhere(
+                conn, elsewhere, result, reject_limit, on_reject
+            )
+        result.invalid = result.read - valid
+        result.duplicate_in_input = valid - distinct
+        result.already_present = distinct - inserted - result.duplicate_elsewhere
+        result.inserted = inserted
+        if result.load_id is not None:
+            number_loads.finish(conn, result.load_id, result.as_dict())
     result.seconds = time.perf_counter() - started
     return result
 
@@ -379,11 +416,26 @@ def _insert(
     project_id: int,
     provider_id: int | None,
     geo_id: int | None,
+    load_id: int | None = None,
+    rule: DedupeRule | None = None,
+    elsewhere: sql.Identifier | None = None,
 ) -> tuple[int, int, int]:
-    """The one INSERT: dedupe the stage (first line wins), skip numbers the project has.
+    """The one INSERT: dedupe the stage (first line wins), skip numbers the project has, and,
+    under a wider dedupe rule, those it finds elsewhere (models/load_dedupe.py, into
+    `elsewhere`).
 
     Returns (distinct valid numbers, inserted rows, of the distinct ones on a DNC list).
     """
+    rule = rule or DedupeRule()
+    skip_cte, skip_where = sql.SQL(""), sql.SQL("")
+    params: dict[str, Any] = {
+        "project": project_id, "provider": provider_id, "geo": geo_id, "load": load_id,
+    }  # fmt: skip
+    if elsewhere is not None:
+        skip_cte = load_dedupe.ELSEWHERE.format(elsewhere=elsewhere)
+        skip_where = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM skipped s WHERE s.phone = f.phone)")
+        params["all_projects"] = rule.scope == "all_projects"
+        params["since"] = number_loads.window_start(conn, rule)
     prev = conn.execute(
         "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
     ).fetchone()
@@ -395,15 +447,16 @@ def _insert(
         sql.SQL(
             """
             WITH firsts AS MATERIALIZED (
-                SELECT DISTINCT ON (phone) phone, attributes, range_id, tz, tz_source, tz_set_id
+                SELECT DISTINCT ON (phone) phone, line, attributes, range_id, tz, tz_source,
+                       tz_set_id
                 FROM {stage} ORDER BY phone, line
-            ), ins AS (
+            ), {skip_cte} ins AS (
                 INSERT INTO phone_numbers (phone_number, project_id, provider_id, geo_id,
                                            attributes, timezone, timezone_source,
-                                           timezone_set_id, region, operator)
+                                           timezone_set_id, region, operator, source_load_id)
                 SELECT f.phone, %(project)s, %(provider)s, %(geo)s, f.attributes, f.tz,
-                       f.tz_source, f.tz_set_id, r.region, r.operator
-                FROM firsts f LEFT JOIN numbering_ranges r ON r.id = f.range_id
+                       f.tz_source, f.tz_set_id, r.region, r.operator, %(load)s
+                FROM firsts f LEFT JOIN numbering_ranges r ON r.id = f.range_id {skip_where}
                 -- keep phone order for the unique index (a presorted sort is cheap)
                 ORDER BY f.phone
                 ON CONFLICT (phone_number, project_id) DO NOTHING
@@ -416,11 +469,31 @@ def _insert(
                           AND (d.project_id IS NULL OR d.project_id = %(project)s)
                           AND (d.expires_at IS NULL OR d.expires_at > now())))
             """
-        ).format(stage=stage),
-        {"project": project_id, "provider": provider_id, "geo": geo_id},
+        ).format(stage=stage, skip_cte=skip_cte, skip_where=skip_where),
+        params,
     ).fetchone()
     assert row is not None
     # Put both back: inside a caller's transaction SET LOCAL would outlive our savepoint.
     conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
     conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
     return int(row[0]), int(row[1]), int(row[2])
+
+
+def _report_elsewhere(
+    conn: psycopg.Connection[Any],
+    elsewhere: sql.Identifier,
+    result: LoadResult,
+    reject_limit: int,
+    on_reject: Callable[[Reject], None] | None,
+) -> int:
+    """Hand every blocked row to `on_reject` in line order, keep the first ones in
+    result.rejects; -> how many."""
+    count = 0
+    for line, phone, other in load_dedupe.blocked_rows(conn, elsewhere, _SUB_CHUNK):
+        count += 1
+        reject = Reject(line, phone, ELSEWHERE_REASON, other_project=other)
+        if on_reject is not None:
+            on_reject(reject)
+        if len(result.rejects) < reject_limit:
+            result.rejects.append(reject)
+    return count

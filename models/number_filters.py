@@ -73,6 +73,7 @@ FILTER_NAMES = frozenset(
         "timezone_source",
         "callable_now",
         "include_dnc",  # exports only: numbers on a do-not-call list are left out unless true
+        "source_load_id",
     }
 )
 
@@ -102,6 +103,7 @@ class NumberFilters:
     callable_now: bool | None = None
     callable_predicate: Any = field(default=None, compare=False, repr=False)
     include_dnc: bool = False
+    source_load_id: int | None = None  # the load that inserted the number (number_loads.id)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], *, region: str = "RU") -> NumberFilters:
@@ -139,6 +141,7 @@ class NumberFilters:
             ),
             callable_now=_bool("callable_now", params.get("callable_now")),
             include_dnc=bool(_bool("include_dnc", params.get("include_dnc"))),
+            source_load_id=_positive("source_load_id", params.get("source_load_id")),
         )
 
 
@@ -156,6 +159,8 @@ def number_conditions(f: NumberFilters) -> list[ColumnElement[bool]]:
         out.append(t.provider_id == f.provider_id)
     if f.geo_id is not None:
         out.append(t.geo_id == f.geo_id)
+    if f.source_load_id is not None:
+        out.append(t.source_load_id == f.source_load_id)
     if f.created_after is not None:
         out.append(t.created_at >= f.created_after)
     if f.created_before is not None:

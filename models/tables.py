@@ -45,6 +45,9 @@ CALL_EVENT_TYPES = ("call_started", "call_ended", "call_result")
 TOKEN_TYPES = ("access", "refresh", "family")
 # How a number's time zone was found (models/dialing/resolve.py), most certain first.
 TIMEZONE_SOURCES = ("geo", "registry", "libphonenumber", "ambiguous", "unknown")
+LOAD_KINDS = ("sftp", "api")
+# Which numbers a load skips besides the project's own (docs/lead-quality.md).
+DEDUPE_SCOPES = ("project", "all_projects")
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -113,6 +116,8 @@ class Project(Base):
         ),
         Index("ix_projects_live_created_at", "created_at", postgresql_where=text("NOT is_deleted")),
         Index("ix_projects_status", "status"),
+        CheckConstraint(_in("dedupe_scope", DEDUPE_SCOPES), name="dedupe_scope"),
+        CheckConstraint("dedupe_window_days BETWEEN 1 AND 3650", name="dedupe_window_days"),
     )
 
     id: Mapped[int] = _id()
@@ -125,6 +130,9 @@ class Project(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
+    dedupe_scope: Mapped[str] = mapped_column(String(20), nullable=False, server_default="project")
+    # Also skip a number called in any project within this many days (None: no window).
+    dedupe_window_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class Provider(Base):
@@ -186,6 +194,11 @@ class PhoneNumber(Base):
             "timezone_source IS NULL OR " + _in("timezone_source", TIMEZONE_SOURCES),
             name="timezone_source",
         ),
+        Index(
+            "ix_phone_numbers_source_load_id",
+            "source_load_id",
+            postgresql_where=text("source_load_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = _id()
@@ -209,6 +222,11 @@ class PhoneNumber(Base):
     timezone_set_id: Mapped[int | None] = mapped_column(BigInteger)
     region: Mapped[str | None] = mapped_column(String(255))
     operator: Mapped[str | None] = mapped_column(String(255))
+    # The load that inserted the number (set once by the bulk loader; NULL = before loads
+    # were recorded, or a single create).
+    source_load_id: Mapped[int | None] = mapped_column(
+        ForeignKey("number_loads.id", ondelete="SET NULL")
+    )
 
 
 class ProjectProvider(Base):
@@ -351,6 +369,47 @@ class SftpJob(Base):
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     started_at: Mapped[dt.datetime | None] = mapped_column(TZ)
     completed_at: Mapped[dt.datetime | None] = mapped_column(TZ)
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = _updated()
+
+
+class NumberLoad(Base):
+    """One load (an SFTP file's job or an API bulk request) and its counts, written by the bulk
+    loader in the load's transaction (models/number_loads.py)."""
+
+    __tablename__ = "number_loads"
+    __table_args__ = (
+        CheckConstraint(_in("kind", LOAD_KINDS), name="kind"),
+        CheckConstraint(_in("dedupe_scope", DEDUPE_SCOPES), name="dedupe_scope"),
+        CheckConstraint("lead_cost >= 0", name="lead_cost"),
+        UniqueConstraint("sftp_job_id"),
+        Index("ix_number_loads_project_created", "project_id", "created_at"),
+        Index(
+            "ix_number_loads_provider_created",
+            "provider_id",
+            "created_at",
+            postgresql_where=text("provider_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = _id()
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id", ondelete="SET NULL"))
+    sftp_job_id: Mapped[int | None] = mapped_column(ForeignKey("sftp_jobs.id", ondelete="SET NULL"))
+    source: Mapped[str | None] = mapped_column(Text)  # the file path, or "json" / "csv:<name>"
+    dedupe_scope: Mapped[str] = mapped_column(String(20), nullable=False)
+    dedupe_window_days: Mapped[int | None] = mapped_column(Integer)
+    rows_read: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    inserted: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    duplicate_in_input: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    already_present: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    duplicate_elsewhere: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    invalid: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    lead_cost: Mapped[float | None] = mapped_column(Numeric(14, 2))  # what the load cost in total
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 

@@ -31,7 +31,9 @@ ORDERING = {
     "updated_at": Project.updated_at,
     "deleted_at": Project.deleted_at,
 }
-AUDITED = ("code", "name", "description", "status", "created_by")
+AUDITED = (
+    "code", "name", "description", "status", "created_by", "dedupe_scope", "dedupe_window_days",
+)  # fmt: skip
 
 
 def _filtered(

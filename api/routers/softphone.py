@@ -33,6 +33,7 @@ from api.schemas.softphone import (
     EventResult,
     GeoRef,
     LastResult,
+    LoadRef,
     NumberCard,
     PopupResponse,
     ProjectRef,
@@ -45,7 +46,7 @@ from api.webhook_auth import SignedBody
 from models.call_events import MAX_BATCH, EventIn
 from models.phones import InvalidPhone, normalize_phone, phone_metadata
 from models.settings import Settings
-from models.tables import Geo, PhoneNumber, Project, Provider
+from models.tables import Geo, NumberLoad, PhoneNumber, Project, Provider
 
 router = APIRouter(prefix="/api/softphone", tags=["softphone"])
 WEBHOOK_PATH = "/api/softphone/webhook/"
@@ -267,6 +268,11 @@ def _card(row: Row[Any], phone_zone: str | None, now: dt.datetime) -> NumberCard
         ],
         created_at=row.created_at,
         updated_at=row.updated_at,
+        source_load=LoadRef(
+            id=row.load_id, kind=row.load_kind, source=row.load_source, created_at=row.load_at
+        )
+        if row.load_id is not None
+        else None,
     )
 
 
@@ -295,11 +301,22 @@ _POPUP = (
         Geo.timezone.label("geo_timezone"),
         _RECENT_EVENTS,
         _LAST_RESULT,
+        NumberLoad.id.label("load_id"),
+        NumberLoad.kind.label("load_kind"),
+        NumberLoad.source.label("load_source"),
+        NumberLoad.created_at.label("load_at"),
     )
     .select_from(PhoneNumber)
     .join(Project, (Project.id == PhoneNumber.project_id) & Project.is_deleted.is_(False))
     .outerjoin(Provider, Provider.id == PhoneNumber.provider_id)
     .outerjoin(Geo, Geo.id == PhoneNumber.geo_id)
+    # Only a load of the number's own project: a number moved since keeps its source_load_id,
+    # but the load (its file path names the first project) is not this project's to show.
+    .outerjoin(
+        NumberLoad,
+        (NumberLoad.id == PhoneNumber.source_load_id)
+        & (NumberLoad.project_id == PhoneNumber.project_id),
+    )
     .where(PhoneNumber.phone_number == bindparam("phone"))
     .order_by(PhoneNumber.created_at.desc(), PhoneNumber.id.desc())
 )

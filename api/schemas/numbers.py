@@ -45,6 +45,9 @@ class NumberOut(BaseModel):
     )
     region: str | None = Field(None, description="the numbering-plan registry's region")
     operator: str | None = Field(None, description="the numbering-plan registry's operator")
+    source_load_id: int | None = Field(
+        None, description="the load that inserted it (GET /api/imports/{id}/); null: unknown"
+    )
 
 
 class NumberPage(BaseModel):
@@ -125,6 +128,12 @@ class BulkCreateOut(BaseModel):
     on_dnc: int = Field(0, description="numbers of the input on an active do-not-call entry")
     rejects: list[RejectOut] = Field(description="the first 1000 rejected rows")
     seconds: float
+    duplicate_elsewhere: int = Field(
+        0,
+        description="skipped by the project's dedupe scope (in another project / called "
+        "recently); their rejects say only 'already in another project'",
+    )
+    load_id: int | None = Field(None, description="the load's record: GET /api/imports/{id}/")
 
 
 class BulkUpdateSet(_In):

@@ -126,6 +126,16 @@ class NumberCard(BaseModel):
     dialing: DialingCard | None = Field(
         None, description="time zone, region, DNC, callable now (docs/dialing-rules.md)"
     )
+    source_load: LoadRef | None = Field(None, description="null: loaded before loads were kept")
+
+
+class LoadRef(BaseModel):
+    """The load that brought the number (GET /api/imports/{id}/)."""
+
+    id: int
+    kind: Literal["sftp", "api"]
+    source: str | None = Field(description="the file's inbox path, or json / csv:<name>")
+    created_at: dt.datetime
 
 
 class PopupResponse(BaseModel):

@@ -108,6 +108,8 @@ class NumbaseDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
         layer = fqn[1] if len(fqn) > 2 else "marts"
+        if "lead_quality" in fqn:  # models/*/lead_quality/: their own groups in the UI
+            return "lead_quality" if layer == "marts" else "lead_quality_staging"
         return "conversion" if layer == "marts" else "conversion_staging"
 
 

@@ -28,7 +28,8 @@ CHECKS = [
     AssetCheckSpec(
         "counts_add_up",
         asset=ASSET,
-        description="rows read = inserted + duplicates in the file + already present + invalid",
+        description="rows read = inserted + duplicates in the file + already present + "
+        "duplicates elsewhere (dedupe scope) + invalid",
     ),
     AssetCheckSpec(
         "job_completed",
@@ -127,7 +128,8 @@ def check_results(conn: Any, job_id: int) -> list[AssetCheckResult]:
     job = sftp_jobs.get_job(conn, job_id)
     stats = job.stats if job else {}
     parts = {k: int(stats.get(k) or 0) for k in
-             ("read", "inserted", "duplicate_in_input", "already_present", "invalid")}  # fmt: skip
+             ("read", "inserted", "duplicate_in_input", "already_present",
+              "duplicate_elsewhere", "invalid")}  # fmt: skip
     accounted = sum(v for k, v in parts.items() if k != "read")
     records = conn.execute(
         "SELECT records_count FROM sftp_jobs WHERE id = %s", (job_id,)

@@ -36,6 +36,7 @@ from pydantic import Field
 from models import sftp_jobs
 from models.bulk import BulkLoadError, Reject, load_numbers
 from models.delivery import file_sha256, local_incomplete_reason
+from models.number_loads import LoadSource
 from models.sftp_layout import archive_file, reject_file, rejects_report_path
 from orchestration.assets.common import SFTP_RETRY, fail_job, final_failure, is_transient
 from orchestration.assets.import_jobs import CHECKS, check_results, resolve_job, source_path
@@ -199,7 +200,8 @@ def _import(
             writer.writerow(["line", "raw_value", "reason"])
 
             def on_reject(r: Reject) -> None:
-                writer.writerow([r.line, r.raw, r.reason])
+                # The report names the other project of a cross-project duplicate.
+                writer.writerow([r.line, r.raw, r.report_reason])
 
             with (
                 postgres.connect(f"numbase-import:{job.id}") as conn,
@@ -218,6 +220,7 @@ def _import(
                     region=postgres.phone_region,
                     reject_limit=20,
                     on_reject=on_reject,
+                    record=LoadSource("sftp", source=path, sftp_job_id=job.id),
                 )
                 stats = {
                     **result.as_dict(),
@@ -225,7 +228,8 @@ def _import(
                     "download_seconds": round(download_s, 3),
                     "total_seconds": round(time.perf_counter() - started, 3),
                 }
-                stats["rejects"] = [vars(r) for r in result.rejects]
+                # The stats are read through the API: no other project's code in them.
+                stats["rejects"] = [r.public() for r in result.rejects]
                 if source != path:
                     stats["read_from"] = source
                 sftp_jobs.set_content(conn, job.id, digest)
@@ -239,7 +243,7 @@ def _import(
         report = archived = None
         archive_error = ""
         try:
-            if result.invalid:
+            if result.invalid or result.duplicate_elsewhere:
                 report = rejects_report_path(path, job.id)
                 with sftp_res.session() as sftp:
                     sftp.makedirs(posixpath.dirname(report))
@@ -256,7 +260,8 @@ def _import(
         checks = check_results(conn, job.id)
     context.log.info(
         f"{path}: read {result.read}, inserted {result.inserted}, invalid {result.invalid}, "
-        f"duplicates {result.duplicate_in_input}+{result.already_present} in {total:.1f}s"
+        f"duplicates {result.duplicate_in_input}+{result.already_present}"
+        f"+{result.duplicate_elsewhere} elsewhere in {total:.1f}s"
     )
     return MaterializeResult(
         metadata={
@@ -267,6 +272,8 @@ def _import(
             "inserted": result.inserted,
             "duplicates_in_file": result.duplicate_in_input,
             "already_present": result.already_present,
+            "duplicate_elsewhere": result.duplicate_elsewhere,
+            "load_id": result.load_id or 0,
             "invalid": result.invalid,
             "on_dnc": result.on_dnc,
             "seconds": round(total, 3),
@@ -279,7 +286,7 @@ def _import(
             "archive_error": archive_error,
             "rejects_report": report or "",
             "first_rejects": MetadataValue.md(
-                "\n".join(f"- line {r.line}: `{r.raw}` {r.reason}" for r in result.rejects)
+                "\n".join(f"- line {r.line}: `{r.raw}` {r.report_reason}" for r in result.rejects)
                 or "none"
             ),
         },

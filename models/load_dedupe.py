@@ -1,0 +1,68 @@
+"""Dedupe beyond the project (projects.dedupe_scope / dedupe_window_days): the part of the bulk
+loader's one statement that finds staged numbers another project blocks, and reading them back.
+
+Set-based, in the INSERT's own statement (models/bulk.py `_insert`): one probe of
+uq_phone_numbers_phone_project (phone first) per distinct staged number reads every row of that
+phone; the project's own row sorts first, so a number the project already has stays
+`already_present` (ON CONFLICT) and never counts as elsewhere. Blocking: any live project
+(all_projects), or a call in any project, live or deleted, at or after %(since)s
+(phone_numbers.last_call_at, the latest call; loads are not calls). The blocked rows go to a
+second temp table, so the report can name the other project without a second pass.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+# A CTE of the loader's statement: needs `firsts` (phone, line) and the parameters
+# %(project)s, %(all_projects)s, %(since)s; the INSERT skips the phones of `skipped`.
+ELSEWHERE = sql.SQL(
+    """
+    skipped AS (
+        INSERT INTO {elsewhere} (line, phone, other)
+        SELECT f.line, f.phone, m.code
+        FROM firsts f
+        CROSS JOIN LATERAL (
+            SELECT pn.project_id = %(project)s AS here, p.code
+            FROM phone_numbers pn JOIN projects p ON p.id = pn.project_id
+            WHERE pn.phone_number = f.phone
+              AND (pn.project_id = %(project)s
+                   OR (%(all_projects)s AND NOT p.is_deleted)
+                   OR pn.last_call_at >= %(since)s)
+            ORDER BY pn.project_id = %(project)s DESC, p.code
+            LIMIT 1
+        ) m
+        WHERE NOT m.here
+        RETURNING phone
+    ),"""
+)
+
+
+def create_stage(conn: psycopg.Connection[Any]) -> sql.Identifier:
+    """The temp table the blocked rows go to (private, gone at commit/rollback)."""
+    name = sql.Identifier(f"numbase_elsewhere_{uuid.uuid4().hex[:12]}")
+    conn.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE {} (line bigint NOT NULL, phone text NOT NULL, other text NOT NULL)"
+            " ON COMMIT DROP"
+        ).format(name)
+    )
+    return name
+
+
+def blocked_rows(
+    conn: psycopg.Connection[Any], stage: sql.Identifier, batch: int
+) -> Iterator[tuple[int, str, str]]:
+    """(line, phone, other project's code) in line order through a server-side cursor (memory
+    stays flat however many), then drop the table."""
+    with conn.cursor(name=f"numbase_elsewhere_{uuid.uuid4().hex[:8]}") as cur:
+        cur.itersize = batch
+        cur.execute(sql.SQL("SELECT line, phone, other FROM {} ORDER BY line").format(stage))
+        for line, phone, other in cur:
+            yield int(line), str(phone), str(other)
+    conn.execute(sql.SQL("DROP TABLE {}").format(stage))
