@@ -15,6 +15,7 @@ from api.routers import (
     auth,
     callable_numbers,
     conversion,
+    dial_queue,
     dnc,
     geo,
     health,
@@ -73,5 +74,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(callable_numbers.router)
     app.include_router(holidays.router)
     app.include_router(dnc.router)
+    app.include_router(dial_queue.router)
     install_openapi(app)
     return app

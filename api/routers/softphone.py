@@ -195,6 +195,9 @@ def _service_key(settings: Settings, x_api_key: str | None) -> bool:
     return True
 
 
+is_service_key = _service_key  # the dial queue (api/routers/dial_queue.py) takes the key too
+
+
 # Correlated on phone_numbers.id: the last 10 events through ix_call_events_number_occurred
 # (a backward index scan, stopped after 10), and the latest result, in the same round trip.
 _RECENT_EVENTS = literal_column(

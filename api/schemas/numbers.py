@@ -43,6 +43,12 @@ class NumberOut(BaseModel):
     )
     region: str | None = Field(None, description="the numbering-plan registry's region")
     operator: str | None = Field(None, description="the numbering-plan registry's operator")
+    priority: int = Field(0, description="dial-queue priority, higher first")
+    next_attempt_at: dt.datetime | None = Field(
+        None, description="dial queue: not before this (docs/dial-queue.md)"
+    )
+    leased_until: dt.datetime | None = Field(None, description="dial queue: lease expiry")
+    leased_by: str | None = Field(None, description="dial queue: the lease holder")
 
 
 class NumberPage(BaseModel):
@@ -80,6 +86,9 @@ class NumberPatch(_In):
         "null is removed); `result_data_mode: replace` stores it as given",
     )
     result_data_mode: Literal["merge", "replace"] = "merge"
+    priority: int | None = Field(
+        None, ge=-1_000_000, le=1_000_000, description="dial-queue priority, higher first"
+    )
     force: bool = Field(False, description="admins only: skip the status transition rules")
 
 

@@ -1,0 +1,387 @@
+"""The dial queue under a project (models/dialing/queue.py, docs/dial-queue.md):
+
+* `/api/projects/{id}/dialing-rules/` GET/PUT/PATCH: the project's rules (audited);
+* `/api/projects/{id}/dial-queue/` GET: queue state; `lease/`, `release/`: hand numbers out and
+  take them back; `reset/` (admins): make exhausted numbers eligible again, with a dry run.
+
+Lease, release and state take a user token (managers: their projects; others are 404) or the
+SoftPhone service key (`X-API-Key`: any live project). A lease is one short transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from api import audit
+from api.deps import (
+    AdminDep,
+    ClientDep,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    UserDep,
+    bearer,
+    token_claims,
+    user_of,
+)
+from api.errors import not_found
+from api.routers.softphone import is_service_key
+from api.schemas.common import IdPath
+from api.schemas.dial_queue import (
+    DialingRulesOut,
+    DialingRulesPatch,
+    DialingRulesPut,
+    LeasedNumber,
+    LeaseIn,
+    LeaseOut,
+    QueueCounts,
+    QueueStateOut,
+    ReleasedNumber,
+    ReleaseIn,
+    ReleaseOut,
+    ResetIn,
+    ResetOut,
+)
+from api.scope import get_project_or_404
+from api.strict_query import StrictQuery
+from models.dialing import queue, queue_rules, queue_state
+from models.dialing.policy import PolicyConfig
+from models.dialing.queue_rules import OutcomeRule, Rules
+from models.tables import AuditLog, Project, ProjectDialingRules
+
+router = APIRouter(prefix="/api/projects", tags=["dial queue"], dependencies=[StrictQuery])
+SERVICE_ACTOR = "service:softphone"
+
+
+@dataclass(frozen=True)
+class QueueActor:
+    user: CurrentUser | None  # None: the SoftPhone service key
+
+    @property
+    def audit_fields(self) -> dict[str, Any]:
+        return {"user_id": self.user.id} if self.user else {"actor": SERVICE_ACTOR}
+
+
+def queue_actor(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_api_key: Annotated[str | None, Header(description="the softphone service key")] = None,
+) -> QueueActor:
+    if is_service_key(settings, x_api_key):
+        return QueueActor(None)
+    return QueueActor(user_of(session, token_claims(settings, credentials)))
+
+
+QueueActorDep = Annotated[QueueActor, Depends(queue_actor)]
+
+
+def _project(session: Session, actor: QueueActor, project_id: int, **kw: Any) -> Project:
+    if actor.user is not None:
+        return get_project_or_404(session, actor.user, project_id, **kw)
+    stmt = select(Project).where(Project.id == project_id, Project.is_deleted.is_(False))
+    project = session.scalar(stmt)
+    if project is None:
+        raise not_found("Project not found.")
+    return project
+
+
+def _rules_out(project_id: int, rules: Rules) -> DialingRulesOut:
+    return DialingRulesOut(
+        project_id=project_id,
+        max_attempts=rules.max_attempts,
+        min_gap_seconds=rules.min_gap_seconds,
+        hand_out_order=rules.hand_out_order,  # type: ignore[arg-type]
+        outcomes=rules.outcomes_json(),  # type: ignore[arg-type]
+        is_default=not rules.stored,
+    )
+
+
+def _as_dict(rules: Rules) -> dict[str, Any]:
+    return {
+        "max_attempts": rules.max_attempts,
+        "min_gap_seconds": rules.min_gap_seconds,
+        "hand_out_order": rules.hand_out_order,
+        "outcomes": rules.outcomes_json(),
+    }
+
+
+@router.get(
+    "/{project_id}/dialing-rules/",
+    response_model=DialingRulesOut,
+    summary="The project's dial-queue rules (defaults when none are set)",
+)
+def get_rules(project_id: IdPath, session: SessionDep, user: UserDep) -> DialingRulesOut:
+    get_project_or_404(session, user, project_id)
+    return _rules_out(project_id, queue_rules.load(session, project_id))
+
+
+def _save(
+    session: Session,
+    user: CurrentUser,
+    client: Any,
+    project_id: int,
+    new: dict[str, Any],
+) -> DialingRulesOut:
+    get_project_or_404(session, user, project_id)
+    row = session.get(ProjectDialingRules, project_id, with_for_update=True)
+    before = _as_dict(queue_rules.from_row(row))
+    created = row is None
+    if row is None:
+        row = ProjectDialingRules(project_id=project_id, **new, updated_by=user.id)
+        session.add(row)
+    else:
+        for key, value in new.items():
+            setattr(row, key, value)
+        row.updated_by = user.id
+    changes = audit.diff(before, new)
+    if changes or created:  # the first save is recorded even when it restates the defaults
+        session.flush()
+        audit.record(
+            session,
+            action="create" if created else "update",
+            user=user,
+            entity_type="project_dialing_rules",
+            entity_id=project_id,
+            changes=changes,
+            client=client,
+        )
+    session.commit()
+    return _rules_out(project_id, queue_rules.load(session, project_id))
+
+
+@router.put(
+    "/{project_id}/dialing-rules/",
+    response_model=DialingRulesOut,
+    summary="Replace the project's dial-queue rules (outcomes left out take their defaults)",
+)
+def put_rules(
+    project_id: IdPath,
+    body: DialingRulesPut,
+    session: SessionDep,
+    user: UserDep,
+    client: ClientDep,
+) -> DialingRulesOut:
+    outcomes = dict(queue_rules.DEFAULT_OUTCOMES)
+    for key, value in body.outcomes.items():
+        outcomes[key] = OutcomeRule(value.final, value.retry_seconds)
+    new = {
+        "max_attempts": body.max_attempts,
+        "min_gap_seconds": body.min_gap_seconds,
+        "hand_out_order": body.hand_out_order,
+        "outcomes": {k: v.as_json() for k, v in outcomes.items()},
+    }
+    return _save(session, user, client, project_id, new)
+
+
+@router.patch(
+    "/{project_id}/dialing-rules/",
+    response_model=DialingRulesOut,
+    summary="Change some of the project's dial-queue rules",
+)
+def patch_rules(
+    project_id: IdPath,
+    body: DialingRulesPatch,
+    session: SessionDep,
+    user: UserDep,
+    client: ClientDep,
+) -> DialingRulesOut:
+    get_project_or_404(session, user, project_id)
+    current = _as_dict(queue_rules.load(session, project_id))
+    sent = body.model_fields_set
+    for field in ("max_attempts", "min_gap_seconds", "hand_out_order"):
+        value = getattr(body, field)
+        if field in sent and value is not None:
+            current[field] = value
+    for key, patch in (body.outcomes or {}).items():
+        rule = current["outcomes"][key]
+        if patch.final is not None:
+            rule["final"] = patch.final
+        if patch.retry_seconds is not None:
+            rule["retry_seconds"] = patch.retry_seconds
+    return _save(session, user, client, project_id, current)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@router.post(
+    "/{project_id}/dial-queue/lease/",
+    response_model=LeaseOut,
+    summary="Lease up to `count` eligible numbers to one holder, in the project's order",
+)
+def lease(
+    project_id: IdPath,
+    body: LeaseIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: QueueActorDep,
+) -> LeaseOut:
+    project = _project(session, actor, project_id)
+    now = _now()
+    leased = queue.lease(
+        session,
+        project,
+        holder=body.holder,
+        count=body.count,
+        lease_seconds=body.lease_seconds,
+        now=now,
+        config=PolicyConfig.from_settings(settings),
+        rules=queue_rules.load(session, project_id),
+    )
+    if leased:
+        session.execute(
+            insert(AuditLog),
+            [
+                {
+                    **actor.audit_fields,
+                    "action": "dial_queue_lease",
+                    "entity_type": "phone_number",
+                    "entity_id": n.id,
+                    "changes": {
+                        "status": [n.status_before, "in_progress"],
+                        "leased_by": [None, body.holder],
+                        "project_id": project_id,
+                    },
+                }
+                for n in leased
+            ],
+        )
+    session.commit()
+    return LeaseOut(
+        holder=body.holder,
+        leased_until=now + dt.timedelta(seconds=body.lease_seconds),
+        numbers=[
+            LeasedNumber(
+                id=n.id,
+                phone_number=n.phone_number,
+                status_before=n.status_before,
+                call_attempts=n.call_attempts,
+                priority=n.priority,
+            )
+            for n in leased
+        ],
+    )
+
+
+@router.post(
+    "/{project_id}/dial-queue/release/",
+    response_model=ReleaseOut,
+    summary="Give leased numbers back, with or without the call's outcome",
+)
+def release(
+    project_id: IdPath, body: ReleaseIn, session: SessionDep, actor: QueueActorDep
+) -> ReleaseOut:
+    _project(session, actor, project_id)
+    rows = queue.release(
+        session,
+        project_id,
+        holder=body.holder,
+        ids=body.ids,
+        outcome=body.outcome,
+        now=_now(),
+    )
+    if rows:
+        session.execute(
+            insert(AuditLog),
+            [
+                {
+                    **actor.audit_fields,
+                    "action": "dial_queue_release",
+                    "entity_type": "phone_number",
+                    "entity_id": number_id,
+                    "changes": {
+                        "status": [old, new],
+                        "leased_by": [body.holder, None],
+                        "outcome": body.outcome,
+                        "project_id": project_id,
+                    },
+                }
+                for number_id, old, new in rows
+            ],
+        )
+    session.commit()
+    released = {r[0] for r in rows}
+    return ReleaseOut(
+        released=[ReleasedNumber(id=r[0], status=r[2]) for r in rows],
+        not_held=sorted(set(body.ids) - released),
+    )
+
+
+@router.get(
+    "/{project_id}/dial-queue/",
+    response_model=QueueStateOut,
+    summary="Queue state: eligible now, waiting for a retry, outside hours, exhausted, ...",
+)
+def get_state(
+    project_id: IdPath, session: SessionDep, settings: SettingsDep, actor: QueueActorDep
+) -> QueueStateOut:
+    project = _project(session, actor, project_id)
+    s = queue_state.state(
+        session,
+        project,
+        queue_rules.load(session, project_id),
+        _now(),
+        PolicyConfig.from_settings(settings),
+    )
+    return QueueStateOut(
+        project_id=s.project_id,
+        at=s.at,
+        project_active=s.project_active,
+        total=s.total,
+        counts=QueueCounts(**s.counts),
+        next_retry_at=s.next_retry_at,
+        retries_opening_next_hour=s.retries_opening_next_hour,
+    )
+
+
+@router.post(
+    "/{project_id}/dial-queue/reset/",
+    response_model=ResetOut,
+    summary="Admins: make exhausted numbers eligible again (dry run by default)",
+)
+def reset(
+    project_id: IdPath,
+    body: ResetIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    admin: AdminDep,
+    client: ClientDep,
+) -> ResetOut:
+    project = get_project_or_404(session, admin, project_id)
+    flt = body.filter
+    matched = queue_state.reset_exhausted(
+        session,
+        project,
+        queue_rules.load(session, project_id),
+        _now(),
+        PolicyConfig.from_settings(settings),
+        queue_state.ResetFilter(
+            statuses=flt.status if flt else None, phone_prefix=flt.phone_prefix if flt else None
+        ),
+        dry_run=body.dry_run,
+        user_id=admin.id,
+    )
+    if not body.dry_run:
+        audit.record(
+            session,
+            action="dial_queue_reset",
+            user=admin,
+            entity_type="project",
+            entity_id=project_id,
+            changes={
+                "reset": matched,
+                "filter": flt.model_dump(exclude_none=True) if flt else None,
+            },
+            client=client,
+        )
+    session.commit()
+    return ResetOut(project_id=project_id, dry_run=body.dry_run, matched=matched)
