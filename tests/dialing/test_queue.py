@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from models.db import make_engine
@@ -271,3 +271,19 @@ def test_a_final_outcome_is_never_leased_even_with_an_old_schedule(session, fact
     session.execute(update(PhoneNumber).where(PhoneNumber.id == number.id).values(status="success"))
     session.commit()
     assert eligible_ids(session, project) == set()
+
+
+def test_a_lease_skips_rows_being_leased_instead_of_waiting(db: Engine, session, factory) -> None:
+    project = factory.project()
+    first = factory.number(project, priority=9, **MSK)
+    second = factory.number(project, **MSK)
+    with db.connect() as other:  # another holder's transaction, in flight on the first number
+        other.execute(
+            text("SELECT 1 FROM phone_numbers WHERE id = :id FOR NO KEY UPDATE"), {"id": first.id}
+        )
+        session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail, not hang
+        got = queue.lease(session, project, holder="b", count=1, lease_seconds=60, now=now(),
+                          config=ALL_DAY)  # fmt: skip
+        session.commit()
+        other.rollback()
+    assert [g.id for g in got] == [second.id]
