@@ -185,8 +185,8 @@ async def process_webhook(body: bytes, settings: Settings, batcher: EventBatcher
 
 
 def _service_key(settings: Settings, x_api_key: str | None) -> bool:
-    """True for the softphone service key (it can read cards, nothing more); 401 for a wrong one;
-    False when none was sent (a user token is needed then)."""
+    """True for the softphone service key (it reads cards and works the dial queue, nothing
+    more); 401 for a wrong one; False when none was sent (a user token is needed then)."""
     if x_api_key is None:
         return False
     key = settings.softphone_api_key
