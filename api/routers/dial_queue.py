@@ -11,10 +11,11 @@ SoftPhone service key (`X-API-Key`: any live project). A lease is one short tran
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -54,6 +55,7 @@ from api.strict_query import StrictQuery
 from models.dialing import queue, queue_rules, queue_state
 from models.dialing.policy import PolicyConfig
 from models.dialing.queue_rules import OutcomeRule, Rules
+from models.settings import Settings
 from models.tables import AuditLog, Project, ProjectDialingRules
 
 router = APIRouter(prefix="/api/projects", tags=["dial queue"], dependencies=[StrictQuery])
@@ -320,11 +322,32 @@ def release(
     "/{project_id}/dial-queue/",
     response_model=QueueStateOut,
     summary="Queue state: eligible now, waiting for a retry, outside hours, exhausted, ...",
+    description="Counts of the whole project, at most `NUMBASE_DIAL_QUEUE_STATE_CACHE_SECONDS` "
+    "old (`at` is when they were counted).",
 )
 def get_state(
-    project_id: IdPath, session: SessionDep, settings: SettingsDep, actor: QueueActorDep
+    project_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: QueueActorDep,
 ) -> QueueStateOut:
-    project = _project(session, actor, project_id)
+    project = _project(session, actor, project_id)  # scope first: the cache is per project
+    ttl = settings.dial_queue_state_cache_seconds
+    cache: dict[int, tuple[float, QueueStateOut]] = request.app.state.__dict__.setdefault(
+        "dial_queue_state_cache", {}
+    )
+    hit = cache.get(project_id)
+    if ttl and hit and hit[0] > time.monotonic():
+        return hit[1]
+    out = _count_state(session, project, settings)
+    if ttl:
+        cache[project_id] = (time.monotonic() + ttl, out)
+    return out
+
+
+def _count_state(session: Session, project: Project, settings: Settings) -> QueueStateOut:
+    project_id = project.id
     s = queue_state.state(
         session,
         project,

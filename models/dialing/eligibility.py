@@ -84,6 +84,18 @@ def dnc_listed(now: dt.datetime | ColumnElement[Any]) -> ColumnElement[bool]:
     )
 
 
+def dnc_listed_scan(project_id: int, now: dt.datetime) -> ColumnElement[bool]:
+    """`dnc_listed` for a scan of one whole project: an uncorrelated IN, which PostgreSQL hashes
+    once per query instead of probing the index per row. (A lease, which stops after a few rows,
+    keeps the correlated probe: hashing a long global list per lease would cost more.)"""
+    return P.phone_number.in_(
+        select(D.phone_number).where(
+            or_(D.project_id.is_(None), D.project_id == project_id),
+            or_(D.expires_at.is_(None), D.expires_at > now),
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What is callable at `now` for one schedule: zones, and ids of candidate sets."""
@@ -125,6 +137,20 @@ def callable_condition(
 ) -> ColumnElement[bool]:
     """The predicate on phone_numbers: callable at `now` (never NULL). `project_ids`: the
     projects the query can touch (None: any), to read only their schedules."""
+    return func.coalesce(
+        and_(time_condition(session, now, project_ids, config), not_(dnc_listed(literal(now)))),
+        False,
+    )
+
+
+def time_condition(
+    session: Session,
+    now: dt.datetime,
+    project_ids: Sequence[int] | None,
+    config: policy.PolicyConfig,
+) -> ColumnElement[bool]:
+    """The time rules alone (local hours, holidays, schedules), without the do-not-call check:
+    for callers that test DNC their own way (the dial queue). May be NULL; coalesce it."""
     calendar = load_calendar(session, now)
     schedules = load_schedules(session, project_ids)
     sets = [(r[0], r[1]) for r in session.execute(select(TimezoneSet.id, TimezoneSet.zones))]
@@ -140,7 +166,7 @@ def callable_condition(
     branches.append(
         and_(P.project_id.not_in(scheduled), _time_ok(default)) if scheduled else _time_ok(default)
     )
-    return func.coalesce(and_(or_(*branches), not_(dnc_listed(literal(now)))), False)
+    return or_(*branches)
 
 
 def verdict_for(

@@ -10,7 +10,8 @@ queue-state counts and the reset. A number is eligible when all hold:
 * `retry_reached`: `next_attempt_at` is NULL or reached;
 * `gap_ok`: the last call (`last_call_at`) is at least `min_gap_seconds` ago;
 * `not_dnc`: no active do-not-call entry (global or the project's);
-* `callable`: callable now in the number's local time (eligibility.callable_condition);
+* `callable`: callable now in the number's local time (the time rules of
+  eligibility.callable_condition; its DNC half is `not_dnc`);
 * `not_leased`: `leased_until` is NULL or past - an expired lease frees the number by itself.
 
 `next_attempt_at` is computed by `reschedule` whenever an outcome arrives (the SoftPhone webhook,
@@ -43,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.dialing import policy
-from models.dialing.eligibility import callable_condition, dnc_listed
+from models.dialing.eligibility import dnc_listed, time_condition
 from models.dialing.queue_rules import DEFAULT_OUTCOMES_JSON, DEFAULTS, OUTCOMES, Rules
 from models.tables import PhoneNumber, Project
 
@@ -119,7 +120,7 @@ def conditions(
         if rules.min_gap_seconds
         else true(),
         not_dnc=not_(dnc_listed(now)),
-        callable=callable_condition(session, now, [project.id], config),
+        callable=func.coalesce(time_condition(session, now, [project.id], config), False),
         not_leased=or_(P.leased_until.is_(None), P.leased_until < now),
     )
 

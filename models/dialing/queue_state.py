@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.dialing import policy
+from models.dialing.eligibility import dnc_listed_scan
 from models.dialing.queue import P, T, conditions
 from models.dialing.queue_rules import Rules
 from models.tables import AuditLog, Project
@@ -41,7 +42,6 @@ CATEGORIES = (
     "eligible",
     "paused",
 )
-NEG_INF = literal_column("'-infinity'::timestamptz")
 
 
 @dataclass
@@ -61,29 +61,23 @@ def state(
     c = conditions(session, project, rules, now, config)
     category = case(
         (not_(c.not_final), "final"),
-        (not_(c.not_dnc), "dnc"),
+        (dnc_listed_scan(project.id, now), "dnc"),  # = not not_dnc, hashed for a full scan
         (not_(c.below_max), "exhausted"),
         (not_(c.not_leased), "leased"),
         (not_(and_(c.retry_reached, c.gap_ok)), "waiting_retry"),
         (not_(c.callable), "outside_hours"),
         else_="eligible" if c.project_active else "paused",
     ).label("category")
-    opens = func.greatest(
-        func.coalesce(P.next_attempt_at, NEG_INF),
-        func.coalesce(
-            P.last_call_at + func.make_interval(0, 0, 0, 0, 0, 0, rules.min_gap_seconds), NEG_INF
-        ),
-    ).label("opens")
-    inner = select(category, opens).where(P.project_id == project.id).subquery()
+    # GREATEST ignores NULLs: when the first waiting number opens (NULL: nothing pending).
+    gap = func.make_interval(0, 0, 0, 0, 0, 0, rules.min_gap_seconds)
+    opens = func.greatest(P.next_attempt_at, P.last_call_at + gap)
     hour = now + dt.timedelta(hours=1)
+    # One pass, the category computed once per row (it is the grouping key); `opens` is read
+    # only for the waiting group (for the others it is some past moment, or NULL).
     rows = session.execute(
-        select(
-            inner.c.category,
-            func.count(),
-            # Only waiting rows: the others' '-infinity' must never reach the driver.
-            func.min(inner.c.opens).filter(inner.c.category == "waiting_retry"),
-            func.count().filter(inner.c.category == "waiting_retry", inner.c.opens <= hour),
-        ).group_by(inner.c.category)
+        select(category, func.count(), func.min(opens), func.count().filter(opens <= hour))
+        .where(P.project_id == project.id)
+        .group_by(literal_column("1"))
     ).all()
     out = QueueState(project.id, now, c.project_active, 0, {k: 0 for k in CATEGORIES})
     for cat, n, first_open, within_hour in rows:

@@ -32,6 +32,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         dialing_workday_hours="00:00-24:00",
         dialing_dayoff_hours="00:00-24:00",
+        dial_queue_state_cache_seconds=0,  # each call counts (the cache has its own test)
         **TEST_SETTINGS,
     )
 
@@ -257,6 +258,26 @@ def test_reset_dry_run_then_real_admins_only(client, admin, manager, factory, se
     leased = client.post(q(project.id, "lease/"), headers=admin.headers,
                          json={"holder": "a", "count": 10}).json()  # fmt: skip
     assert {n["id"] for n in leased["numbers"]} == {done.id, fresh.id}
+
+
+def test_queue_state_cache_is_per_project_and_after_the_scope_check(
+    database_url, db, factory, manager, other_manager
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    cached = load_settings(database_url=database_url, dial_queue_state_cache_seconds=60,
+                           **TEST_SETTINGS)  # fmt: skip
+    project = factory.project(members=[manager.user])
+    factory.number(project, **MSK)
+    with TestClient(create_app(settings=cached, engine=db)) as c:
+        first = c.get(q(project.id), headers=manager.headers).json()
+        factory.number(project, **MSK)
+        again = c.get(q(project.id), headers=manager.headers).json()
+        assert again == first and again["total"] == 1  # reused, `at` says when counted
+        # Cached or not, another project's manager is not let in.
+        assert c.get(q(project.id), headers=other_manager.headers).status_code == 404
 
 
 # --- a real socket: 50 lease calls at once ---------------------------------------------------
