@@ -560,8 +560,16 @@ def bulk_update(
         would = session.scalar(select(func.count()).select_from(T).where(*conditions)) or 0
         return BulkUpdateOut(dry_run=True, matched=matched, updated=would)
 
-    result = session.execute(update(T).where(*conditions).values(**new))
-    updated = result.rowcount  # type: ignore[attr-defined]
+    if "status" in new:
+        # New outcomes: end their leases, schedule their next attempts (the webhook's rule).
+        changed = list(
+            session.scalars(update(T).where(*conditions).values(**new).returning(T.c.id))
+        )
+        reschedule(session, changed)
+        updated = len(changed)
+    else:
+        result = session.execute(update(T).where(*conditions).values(**new))
+        updated = result.rowcount  # type: ignore[attr-defined]
     audit.record(
         session,
         action="bulk_update",

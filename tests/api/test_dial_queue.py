@@ -202,6 +202,21 @@ def test_patch_outcome_schedules_and_priority_is_settable(client, manager, facto
     assert null.status_code == 400 and "priority" in null.json()
 
 
+def test_bulk_status_update_schedules_and_ends_leases(client, manager, factory,
+                                                     session) -> None:  # fmt: skip
+    project = factory.project(members=[manager.user])
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    numbers = [factory.number(project, status="in_progress", leased_by="a", leased_until=soon,
+                              **MSK) for _ in range(3)]  # fmt: skip
+    resp = client.post("/api/phone-numbers/bulk-update/", headers=manager.headers, json={
+        "ids": [n.id for n in numbers[:2]], "set": {"status": "no_answer"}})  # fmt: skip
+    assert resp.status_code == 200 and resp.json()["updated"] == 2, resp.text
+    session.expire_all()
+    rows = [session.get(PhoneNumber, n.id) for n in numbers]
+    assert [(r.leased_by, r.next_attempt_at is not None) for r in rows] == [  # type: ignore[union-attr]
+        (None, True), (None, True), ("a", False)]  # fmt: skip
+
+
 def test_queue_state_counts_add_up(client, manager, factory) -> None:
     project = factory.project(members=[manager.user])
     now = dt.datetime.now(dt.UTC)
