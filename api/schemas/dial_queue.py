@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.common import Id
 from models.dialing.queue_rules import MAX_RETRY_SECONDS, OUTCOMES
 from models.tables import HAND_OUT_ORDERS
 
@@ -82,7 +83,7 @@ class LeaseOut(BaseModel):
 
 class ReleaseIn(_In):
     holder: str = Field(min_length=1, max_length=150, pattern=HOLDER_PATTERN)
-    ids: list[int] = Field(min_length=1, max_length=1000)
+    ids: list[Id] = Field(min_length=1, max_length=1000)
     outcome: ReleaseOutcome | None = Field(
         None,
         description="null: given back unused (status new, or no_answer if called before); "

@@ -133,6 +133,10 @@ def test_manager_and_service_key_lease_release_and_scope(client, manager, other_
         resp = client.post(q(project.id, "lease/"), headers=manager.headers, json=bad)
         assert resp.status_code == 400, (bad, resp.text)
     assert client.post(q(999999, "lease/"), headers=KEY, json={"holder": "x"}).status_code == 404
+    for ids in ([], [0], [2**63], ["one"], [1] * 1001):
+        resp = client.post(q(project.id, "release/"), headers=manager.headers,
+                           json={"holder": "agent-1", "ids": ids})  # fmt: skip
+        assert resp.status_code == 400 and "ids" in " ".join(resp.json()), (ids, resp.text)
 
     # Release: only the holder's own lease; the other id is reported, untouched.
     rel = client.post(
