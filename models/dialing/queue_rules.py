@@ -95,3 +95,25 @@ def from_row(row: ProjectDialingRules | None) -> Rules:
 
 def load(session: Session, project_id: int) -> Rules:
     return from_row(session.get(ProjectDialingRules, project_id))
+
+
+PRIORITY_RANGE = (-1_000_000, 1_000_000)
+PRIORITY_REASON = (
+    f"priority: must be a whole number from {PRIORITY_RANGE[0]} to {PRIORITY_RANGE[1]}"
+)
+
+
+def priority_problem(value: Any) -> str | None:
+    """Why an import's `priority` cell is unusable (None: fine). Whole numbers only, as an int
+    or as text (a spreadsheet's 5.0 arrives as 5); an empty cell never reaches here."""
+    if isinstance(value, bool):
+        return PRIORITY_REASON
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 7):
+            return PRIORITY_REASON
+        value = int(text)
+    if not isinstance(value, int) or not PRIORITY_RANGE[0] <= value <= PRIORITY_RANGE[1]:
+        return PRIORITY_REASON
+    return None

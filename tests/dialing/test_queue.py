@@ -287,3 +287,29 @@ def test_a_lease_skips_rows_being_leased_instead_of_waiting(db: Engine, session,
         session.commit()
         other.rollback()
     assert [g.id for g in got] == [second.id]
+
+
+def test_import_priority_column_sets_priority_and_rejects_bad_cells(
+    database_url, session, factory
+) -> None:
+    import psycopg
+
+    from models.bulk import RowChunk, load_numbers
+
+    project = factory.project()
+    phones = ["+79161110001", "+79161110002", "+79161110003", "+79161110004", "+79161110005",
+              "+79161110006", "+79161110007"]  # fmt: skip
+    attrs = [{"priority": 5}, {"priority": " -7 "}, {"name": "no priority"},
+             {"priority": "high"}, {"priority": 10**9}, {"priority": True},
+             {"priority": 2.5}]  # fmt: skip
+    with psycopg.connect(database_url) as conn:
+        result = load_numbers(conn, project.id, [RowChunk(phones, None, attrs)])
+    assert result.inserted == 3 and result.invalid == 4
+    assert {r.line for r in result.rejects} == {4, 5, 6, 7}
+    assert all(r.reason.startswith("priority:") for r in result.rejects)
+    got = dict(session.execute(select(PhoneNumber.phone_number, PhoneNumber.priority)).all())
+    assert got == {"+79161110001": 5, "+79161110002": -7, "+79161110003": 0}
+    kept = session.scalar(
+        select(PhoneNumber.attributes).where(PhoneNumber.phone_number == "+79161110002")
+    )
+    assert kept == {"priority": " -7 "}  # the cell as sent stays in attributes
