@@ -16,6 +16,7 @@ from api.routers import (
     callable_numbers,
     conversion,
     dial_queue,
+    dialing_rules,
     dnc,
     geo,
     health,
@@ -75,5 +76,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(holidays.router)
     app.include_router(dnc.router)
     app.include_router(dial_queue.router)
+    app.include_router(dialing_rules.router)
     install_openapi(app)
     return app
