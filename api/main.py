@@ -17,6 +17,8 @@ from api.routers import (
     auth,
     callable_numbers,
     conversion,
+    dial_queue,
+    dialing_rules,
     dnc,
     geo,
     health,
@@ -95,6 +97,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(dnc.router)
     app.include_router(imports.router)
     app.include_router(lead_quality.router)
+    app.include_router(dial_queue.router)
+    app.include_router(dialing_rules.router)
     install_openapi(app)
     install_docs_ui(app)
     return app

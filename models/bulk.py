@@ -36,6 +36,7 @@ from psycopg import sql
 
 from models import load_dedupe, number_loads
 from models.db import timeout_reason
+from models.dialing.queue_rules import priority_problem
 from models.dialing.resolve import STAGE_COLUMN_DDL, RangeIndex, geo_zone, stage_fragments
 from models.dialing.resolve import current_index as current_registry
 from models.dialing.zonesets import ensure_sets
@@ -362,6 +363,15 @@ def _copy_sub_chunk(
     phones, reasons = normalize_many(raw, region)
     line_slice = list(lines[lo:hi])
     attrs = chunk.attributes[lo:hi] if chunk.attributes is not None else None
+    if attrs is not None:  # a `priority` column feeds the dial queue: a bad one rejects the line
+        for i, a in enumerate(attrs):
+            problem = (
+                priority_problem(a["priority"])
+                if phones[i] and isinstance(a, dict) and "priority" in a
+                else None
+            )
+            if problem:
+                phones[i], reasons[i] = None, problem
     bad = [i for i, r in enumerate(reasons) if r is not None] if None in phones else []
     for i in bad:
         reject = Reject(int(line_slice[i]), _raw_text(raw[i]), reasons[i] or "invalid")
@@ -453,9 +463,12 @@ def _insert(
             ), {skip_cte} ins AS (
                 INSERT INTO phone_numbers (phone_number, project_id, provider_id, geo_id,
                                            attributes, timezone, timezone_source,
-                                           timezone_set_id, region, operator, source_load_id)
+                                           timezone_set_id, region, operator, source_load_id,
+                                           priority)
                 SELECT f.phone, %(project)s, %(provider)s, %(geo)s, f.attributes, f.tz,
-                       f.tz_source, f.tz_set_id, r.region, r.operator, %(load)s
+                       f.tz_source, f.tz_set_id, r.region, r.operator, %(load)s,
+                       -- checked per line (priority_problem); kept in attributes as sent too
+                       coalesce(CAST(trim(f.attributes->>'priority') AS integer), 0)
                 FROM firsts f LEFT JOIN numbering_ranges r ON r.id = f.range_id {skip_where}
                 -- keep phone order for the unique index (a presorted sort is cheap)
                 ORDER BY f.phone

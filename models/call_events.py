@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from models.dialing.dnc import record_opt_outs
+from models.dialing.queue import reschedule
 from models.number_transitions import allowed_sql
 
 MAX_BATCH = 1000
@@ -349,6 +350,9 @@ def store_and_apply(
             },
         ).one()
         numbers_updated, status_changes = counts.numbers_updated, counts.status_changes
+        # An ended call or a result ends the number's lease and schedules its next attempt
+        # (models/dialing/queue.py), so the dial queue recycles it without a sweep.
+        reschedule(conn, [number_of[e.event_id] for e in applied if e.event_type != "call_started"])
         # An opt-out result lists the number for its project at once (models/dialing/dnc.py).
         record_opt_outs(
             conn, [e.event_id for e in applied if e.event_type == "call_result"], SYSTEM_ACTOR

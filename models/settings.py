@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     dialing_workday_hours: str = "08:00-22:00"
     dialing_dayoff_hours: str = "09:00-20:00"
     dialing_unknown_zone: str = ""
+    # Dial-queue state (GET /api/projects/{id}/dial-queue/) counts a whole project; each API
+    # worker reuses its counts for this many seconds (0: count on every call).
+    dial_queue_state_cache_seconds: float = Field(5.0, ge=0, le=3600)
 
     # Conversion (dbt) refresh schedule, a five-field cron expression (UTC).
     conversion_cron: str = Field("*/15 * * * *", pattern=r"^\S+( \S+){4}$")

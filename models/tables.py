@@ -48,6 +48,8 @@ TIMEZONE_SOURCES = ("geo", "registry", "libphonenumber", "ambiguous", "unknown")
 LOAD_KINDS = ("sftp", "api")
 # Which numbers a load skips besides the project's own (docs/lead-quality.md).
 DEDUPE_SCOPES = ("project", "all_projects")
+# How the dial queue hands out eligible numbers (models/dialing/queue.py).
+HAND_OUT_ORDERS = ("priority_then_oldest", "fresh_first", "retries_first")
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -227,6 +229,24 @@ class PhoneNumber(Base):
     source_load_id: Mapped[int | None] = mapped_column(
         ForeignKey("number_loads.id", ondelete="SET NULL")
     )
+    # Dial queue (models/dialing/queue.py): nullable, no default, no table rewrite.
+    # Higher goes first. NOT NULL DEFAULT 0 is catalog-only in PostgreSQL 11+ (no rewrite).
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(TZ)  # set when an outcome arrives
+    leased_until: Mapped[dt.datetime | None] = mapped_column(TZ)
+    leased_by: Mapped[str | None] = mapped_column(String(150))
+
+
+# The dial queue's "next eligible in order" walk (models/dialing/queue.py): a partial index, so
+# numbers whose status is final (success) are not in it at all. Defined after the class: a
+# DESC key needs the column object.
+Index(
+    "ix_phone_numbers_dial_queue",
+    PhoneNumber.project_id,
+    PhoneNumber.priority.desc(),
+    PhoneNumber.id,
+    postgresql_where=text("status <> 'success'"),
+)
 
 
 class ProjectProvider(Base):
@@ -614,6 +634,32 @@ class DncEntry(Base):
     source: Mapped[str] = mapped_column(String(50), nullable=False, server_default="manual")
     expires_at: Mapped[dt.datetime | None] = mapped_column(TZ)
     added_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = _updated()
+
+
+class ProjectDialingRules(Base):
+    """A project's dial-queue rules; a project without a row uses the defaults
+    (models/dialing/queue_rules.py)."""
+
+    __tablename__ = "project_dialing_rules"
+    __table_args__ = (
+        CheckConstraint("max_attempts BETWEEN 1 AND 1000", name="max_attempts"),
+        CheckConstraint("min_gap_seconds BETWEEN 0 AND 31536000", name="min_gap_seconds"),
+        CheckConstraint(_in("hand_out_order", HAND_OUT_ORDERS), name="hand_out_order"),
+    )
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="5")
+    min_gap_seconds: Mapped[int] = mapped_column(Integer, nullable=False, server_default="600")
+    hand_out_order: Mapped[str] = mapped_column(
+        String(32), nullable=False, server_default="priority_then_oldest"
+    )
+    # {outcome: {"final": bool, "retry_seconds": int}}
+    outcomes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = _updated()
 

@@ -18,6 +18,7 @@ from api.openapi import body_schema
 from api.schemas.numbers import BulkCreateIn, BulkCreateOut, BulkUpdateIn, BulkUpdateOut
 from api.scope import get_project_or_404
 from api.strict_query import StrictQuery
+from models.dialing.queue import reschedule
 from models.number_filters import NumberFilters, filters_as_params, number_conditions
 from models.number_transitions import sources_for
 from models.tables import PhoneNumber
@@ -125,8 +126,16 @@ def bulk_update(
         would = session.scalar(select(func.count()).select_from(T).where(*conditions)) or 0
         return BulkUpdateOut(dry_run=True, matched=matched, updated=would)
 
-    result = session.execute(update(T).where(*conditions).values(**new))
-    updated = result.rowcount  # type: ignore[attr-defined]
+    if "status" in new:
+        # New outcomes: end their leases, schedule their next attempts (the webhook's rule).
+        changed = list(
+            session.scalars(update(T).where(*conditions).values(**new).returning(T.c.id))
+        )
+        reschedule(session, changed)
+        updated = len(changed)
+    else:
+        result = session.execute(update(T).where(*conditions).values(**new))
+        updated = result.rowcount  # type: ignore[attr-defined]
     audit.record(
         session,
         action="bulk_update",

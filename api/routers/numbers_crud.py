@@ -18,6 +18,7 @@ from api.schemas.common import IdPath
 from api.schemas.numbers import NumberCreate, NumberOut, NumberPatch
 from api.scope import get_project_or_404
 from api.strict_query import StrictQuery
+from models.dialing.queue import reschedule
 from models.dialing.resolve import columns_for_session
 from models.json_limits import ClippedJson, JsonLimitError, check_json
 from models.number_transitions import can_transition, explain
@@ -103,6 +104,10 @@ def patch_number(
     for field in ("provider_id", "geo_id"):
         if field in sent:
             data[field] = getattr(body, field)
+    if "priority" in sent:
+        if body.priority is None:
+            raise FieldError("priority", "Priority cannot be null (0 is the default).")
+        data["priority"] = body.priority
     if "result_data" in sent:
         if body.result_data_mode == "replace" or body.result_data is None:
             data["result_data"] = body.result_data
@@ -118,6 +123,9 @@ def patch_number(
         entity_type="phone_number",
         extra_changes={"forced": [False, True]} if forced else None,
     )
+    if "status" in (changes or {}):
+        # A new outcome: end any lease, schedule the next attempt (the webhook's rule).
+        reschedule(session, [number.id])
     session.commit()
     if changes:
         session.refresh(number)

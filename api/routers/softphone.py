@@ -182,14 +182,17 @@ async def process_webhook(body: bytes, settings: Settings, batcher: EventBatcher
 
 
 def _service_key(settings: Settings, x_api_key: str | None) -> bool:
-    """True for the softphone service key (it can read cards, nothing more); 401 for a wrong one;
-    False when none was sent (a user token is needed then)."""
+    """True for the softphone service key (it reads cards and works the dial queue, nothing
+    more); 401 for a wrong one; False when none was sent (a user token is needed then)."""
     if x_api_key is None:
         return False
     key = settings.softphone_api_key
     if not key or not hmac.compare_digest(x_api_key.encode(), key.encode()):
         raise unauthorized("Invalid API key.")
     return True
+
+
+is_service_key = _service_key  # the dial queue (api/routers/dial_queue.py) takes the key too
 
 
 # Correlated on phone_numbers.id: the last 10 events through ix_call_events_number_occurred

@@ -48,6 +48,12 @@ class NumberOut(BaseModel):
     source_load_id: int | None = Field(
         None, description="the load that inserted it (GET /api/imports/{id}/); null: unknown"
     )
+    priority: int = Field(0, description="dial-queue priority, higher first")
+    next_attempt_at: dt.datetime | None = Field(
+        None, description="dial queue: not before this (docs/dial-queue.md)"
+    )
+    leased_until: dt.datetime | None = Field(None, description="dial queue: lease expiry")
+    leased_by: str | None = Field(None, description="dial queue: the lease holder")
 
 
 class NumberPage(BaseModel):
@@ -85,6 +91,9 @@ class NumberPatch(_In):
         "null is removed); `result_data_mode: replace` stores it as given",
     )
     result_data_mode: Literal["merge", "replace"] = "merge"
+    priority: int | None = Field(
+        None, ge=-1_000_000, le=1_000_000, description="dial-queue priority, higher first"
+    )
     force: bool = Field(False, description="admins only: skip the status transition rules")
 
 
