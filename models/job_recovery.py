@@ -135,9 +135,9 @@ def end_attempt(
     Raises psycopg.errors.LockNotAvailable while a load transaction holds the row.
     """
     with conn.transaction():
-        # The row is locked for the whole load transaction of a loader: do not wait that long
-        # (a sensor tick would stall); LockNotAvailable means "busy, ask again later".
-        conn.execute("SET LOCAL lock_timeout = '10s'")
+        # The row is locked for the whole load transaction of a loader: callers' connections
+        # carry the configured lock timeout (models/db.py), so a sensor tick never waits that
+        # long; LockNotAvailable means "busy, ask again later".
         row = conn.execute(
             "SELECT job_type, status, attempt, dagster_run_id FROM sftp_jobs"
             " WHERE id = %s FOR UPDATE",

@@ -405,5 +405,11 @@ def _timestamp(name: str, value: Any) -> dt.datetime | None:
             parsed = dt.datetime.fromisoformat(str(value))
         except ValueError:
             raise FilterError(f"{name} must be an ISO 8601 date or timestamp") from None
-    # A naive value is taken as UTC: the server's zone must not change an export's rows.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    # A naive value is taken as UTC: the server's zone must not change an export's rows. An
+    # aware one is sent as UTC: Python takes offsets PostgreSQL refuses (past +-15:59).
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise FilterError(f"{name} is out of range") from None

@@ -81,9 +81,15 @@ def _iso_datetime(value: object) -> object:
     # pydantic would also take '0.5' as a Unix timestamp; the contract is ISO 8601 only.
     if isinstance(value, str):
         try:
-            return dt.datetime.fromisoformat(value)
+            value = dt.datetime.fromisoformat(value)
         except ValueError as exc:
             raise ValueError("Give an ISO 8601 date-time, e.g. 2024-05-01T00:00:00Z.") from exc
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        # As UTC: Python takes offsets PostgreSQL refuses (past +-15:59, e.g. -16:30).
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError as exc:
+            raise ValueError("The date-time is out of range.") from exc
     return value
 
 

@@ -30,15 +30,22 @@ def retry_policy(job_type: str = "import") -> job_recovery.RetryPolicy:
 
 
 def fail_job(
-    postgres: PostgresResource, job_id: int, message: str, run_id: str, *, transient: bool = False
+    postgres: PostgresResource,
+    job_id: int,
+    message: str,
+    run_id: str,
+    *,
+    transient: bool = False,
+    attempt: int | None = None,
 ) -> None:
     """End this run's attempt (a retry if transient and attempts are left, else `failed`).
     Best effort: when the database itself is down, the run-failure sensor does it later."""
     try:
         with postgres.connect("numbase-job-status", autocommit=True) as conn:
             job_recovery.end_attempt(
-                conn, job_id, message, run_id=run_id, transient=transient, policy=retry_policy()
-            )
+                conn, job_id, message, run_id=run_id, transient=transient,
+                policy=retry_policy(), attempt=attempt,
+            )  # fmt: skip
     except Exception:  # noqa: BLE001 - never mask the original error
         pass
 

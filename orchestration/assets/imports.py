@@ -33,7 +33,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from models import sftp_jobs
+from models import job_recovery, sftp_jobs
 from models.bulk import BulkLoadError, Reject, load_numbers
 from models.delivery import file_sha256, local_incomplete_reason
 from models.number_loads import LoadSource
@@ -86,9 +86,22 @@ def phone_numbers(
 ) -> MaterializeResult:
     path = context.partition_key
     run_id = context.run.run_id
-    with postgres.connect("numbase-import-claim", autocommit=True) as conn:
-        job = resolve_job(conn, sftp, config.job_id, path)
-        claimed = sftp_jobs.claim(conn, job.id, run_id)
+    try:
+        with postgres.connect("numbase-import-claim", autocommit=True) as conn:
+            job = resolve_job(conn, sftp, config.job_id, path)  # may look on SFTP
+            claimed = sftp_jobs.claim(conn, job.id, run_id)
+    except SFTPUnavailable as exc:
+        # Down before the job was claimed: the in-run retries, then this attempt ends (a retry
+        # later) for the pending job at the attempt this run was started for.
+        if context.retry_number < SFTP_RETRY.max_retries:
+            context.log.warning(f"attempt {context.retry_number + 1}: {exc}; retrying")
+            raise
+        message = f"SFTP unavailable after retries: {exc}"
+        if config.job_id:
+            raw = context.run.tags.get(job_recovery.ATTEMPT_TAG, "1")
+            attempt = int(raw) if raw.isdigit() else 1
+            fail_job(postgres, config.job_id, message, run_id, transient=True, attempt=attempt)
+        raise final_failure(message, config.job_id, transient=True) from exc
     if claimed is None:
         # Completed by an earlier attempt/run: never load twice, only finish the archiving.
         moved = _archive(sftp, postgres, job) if "read_from" not in job.params else None
@@ -117,9 +130,10 @@ def phone_numbers(
         fail_job(postgres, job.id, reason + (f" (moved to {where})" if where else ""), run_id)
         raise final_failure(reason, job.id, rejected_to=where or "") from None
     except NotWhole as exc:
-        # The vendor is still writing (or rewrote it meanwhile): a later attempt reads it whole.
-        fail_job(postgres, job.id, str(exc), run_id, transient=True)
-        raise final_failure(str(exc), job.id, transient=True) from None
+        # Final for this job: the file stays in the inbox, and once it changes the inbox sensor
+        # judges it again as a new delivery (a retry of this job would race that).
+        fail_job(postgres, job.id, str(exc), run_id)
+        raise final_failure(str(exc), job.id) from None
     except BulkLoadError as exc:
         # A lock or statement timeout (BulkLoadTimeout) is transient; bad arguments are not.
         transient = bool(getattr(exc, "transient", False))

@@ -19,10 +19,10 @@ def _export(harness: Harness, project_id: int, filters: dict, name: str) -> set[
     )  # fmt: skip
     [request] = harness.tick(sftp_export_requests_sensor).run_requests
     assert harness.execute(request).success
-    assert harness.job(job_id)["status"] == "completed", harness.job(job_id)
-    return {
-        r["phone_number"] for r in csv.DictReader(io.StringIO(harness.read(f"outbox/{name}.csv")))
-    }
+    job = harness.job(job_id)
+    assert job["status"] == "completed", job
+    # Each project has its own outbox (models/sftp_layout.py): outbox/<project code>/<name>.csv
+    return {r["phone_number"] for r in csv.DictReader(io.StringIO(harness.read(job["file_path"])))}
 
 
 def test_sftp_export_leaves_dnc_out_and_applies_callable_now(

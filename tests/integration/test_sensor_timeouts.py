@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -73,8 +74,16 @@ def test_run_failure_sensor_write_back_times_out(
     elapsed = _blocked(
         database_url,
         f"SELECT 1 FROM sftp_jobs WHERE id = {job_id} FOR UPDATE",
-        lambda: run_status.fail_job_for_run(
-            database_url, {"numbase/sftp_job_id": str(job_id)}, "run-1", "crashed"
+        lambda: run_status.end_attempt_for_run(
+            database_url,
+            SimpleNamespace(
+                tags={"numbase/sftp_job_id": str(job_id)},
+                run_id="run-1",
+                job_name="sftp_import_job",
+            ),
+            "crashed",
+            transient=False,
+            run_status="FAILURE",
         ),
     )
     assert elapsed < RELEASE_AFTER / 2, elapsed
