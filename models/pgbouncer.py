@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 BINARY_NAMES = ("pgbouncer", "/usr/sbin/pgbouncer")
@@ -101,6 +102,7 @@ class LocalPgBouncer:
         self.connect_query = connect_query
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -158,13 +160,16 @@ class LocalPgBouncer:
                 os.chown(path, user.pw_uid, user.pw_gid)
             cmd += ["-u", RUN_AS_WHEN_ROOT]
         cmd.append(str(ini))
+        # stderr to a file, never a pipe: pgbouncer logs every connection there too, and an
+        # unread pipe fills up and blocks its one event loop (every client then times out).
+        self._stderr = (self.workdir / "pgbouncer.stderr").open("wb")
         self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, start_new_session=True
         )
         deadline = time.monotonic() + timeout
         while not _port_open(self.port):
             if self._proc.poll() is not None:
-                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode()
+                err = (self.workdir / "pgbouncer.stderr").read_text(errors="replace")
                 log = self.log_path.read_text() if self.log_path.exists() else ""
                 raise PgBouncerError(f"pgbouncer exited at start: {err}{log}")
             if time.monotonic() > deadline:
@@ -183,8 +188,9 @@ class LocalPgBouncer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(timeout=10)
-        if self._proc.stderr:
-            self._proc.stderr.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
         self._proc = None
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)

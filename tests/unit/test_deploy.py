@@ -312,11 +312,14 @@ def test_shipped_pgbouncer_config_runs_for_real(server_url: str, database_url: s
         for path in (work, *work.iterdir()):
             os.chown(path, nobody.pw_uid, nobody.pw_gid)
         cmd += ["-u", "nobody"]
-    proc = subprocess.Popen([*cmd, str(work / "numbase.ini")], stderr=subprocess.PIPE)
+    # Output to files, not pipes nobody reads (a full pipe blocks pgbouncer's event loop).
+    proc = subprocess.Popen([*cmd, str(work / "numbase.ini")], stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not _port_open(port):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, (
+                (work / "log").read_text() if (work / "log").exists() else ""
+            )
             assert time.monotonic() < deadline, "pgbouncer did not open its port"
             time.sleep(0.05)
         url = f"postgresql://postgres:deploy-test-password@127.0.0.1:{port}"
