@@ -121,6 +121,19 @@ def libphonenumber_zones(phone: str) -> tuple[str, ...]:
     return _zones_of_prefix(phone[1:]) if kind is None else kind
 
 
+def _tail(zones: tuple[str, ...], sets_seen: dict[int, tuple[str, ...]] | None) -> str:
+    """The stage fields after the range id for libphonenumber's `zones`."""
+    if len(zones) > 1:
+        zones = normalised(zones)
+        if sets_seen is not None:
+            sets_seen[set_id(zones)] = zones
+    return _fragment(None, zones, "libphonenumber")[len(_NULL) :]
+
+
+# How many national digits of a +7 number libphonenumber's zone table looks at (3 today).
+_SEVEN_TZ_DIGITS = max(len(k) for k in pn_tzdata.TIMEZONE_DATA if k.startswith("7")) - 1
+
+
 def _memo_key_of_national(national: np.ndarray) -> np.ndarray:
     """`_memo_kind`'s key for 12-character +7 numbers, from their national numbers: the first
     4 national digits for +7 3/4/8/9, else the first 6 (offset so the two never collide)."""
@@ -283,18 +296,29 @@ def stage_fragments(
         by_key = np.zeros(len(keys), dtype=bool)
         for j, k in enumerate(first.tolist()):
             zones = _memo_kind(phones[int(plus7[k])])  # type: ignore[arg-type]  # +7: a str
-            if zones is _GEOGRAPHIC:
-                continue
-            if len(zones) > 1:
-                zones = normalised(zones)
-                if sets_seen is not None:
-                    sets_seen[set_id(zones)] = zones
-            tails[j] = _fragment(None, zones, "libphonenumber")[len(_NULL) :]
-            by_key[j] = True
+            if zones is not _GEOGRAPHIC:
+                tails[j], by_key[j] = _tail(zones, sets_seen), True
         grouped = by_key[inverse]
         chosen = plus7[grouped]
         out[chosen] = index.id_text_array[pos[chosen]] + tails[inverse[grouped]]
-        rest = np.concatenate([undecided[national[undecided] < 0], plus7[~grouped]])
+        # Geographic +7 numbers: libphonenumber's prefix table for +7 is at most
+        # _SEVEN_TZ_DIGITS national digits deep, so one answer per such prefix is exact.
+        geographic = plus7[~grouped]
+        if len(geographic):
+            keys, first, inverse = np.unique(
+                national[geographic] // 10 ** (10 - _SEVEN_TZ_DIGITS),
+                return_index=True,
+                return_inverse=True,
+            )
+            tails = np.array(
+                [
+                    _tail(_zones_of_prefix(phones[int(geographic[k])][1:]), sets_seen)  # type: ignore[index]
+                    for k in first.tolist()
+                ],
+                dtype=object,
+            )
+            out[geographic] = index.id_text_array[pos[geographic]] + tails[inverse]
+        rest = undecided[national[undecided] < 0]
     ids = index.ids
     positions = pos[rest].tolist()
     for k, i in zip(rest.tolist(), positions, strict=True):  # per number, memoised by prefix
