@@ -334,7 +334,7 @@ def api(server_url: str, requests: int, candidate: bool = False) -> None:
                     f"p50 {statistics.median(times_cursor):7.2f}  "
                     f"p95 {pct(times_cursor, 0.95):7.2f} ms  ({load_avg()})")  # fmt: skip
                 measure(f"[{rep + 1}] GET /api/projects/1/callable/", lambda i: summary,
-                        max(20, requests // 4))  # fmt: skip
+                        max(10, requests // 10))  # fmt: skip
     finally:
         stop_api(proc)
         drop_database(server_url, RUN_DATABASE)
