@@ -48,7 +48,7 @@ from benchmarks.base import (
     ensure_base,
 )
 from benchmarks.bench_api import JWT_SECRET, PASSWORD, create_admin, free_port, pct
-from benchmarks.bench_loader import PROVIDER_ID, make_input, net_new_rows
+from benchmarks.bench_loader import PROVIDER_ID, _backend_cpu, make_input, net_new_rows
 from benchmarks.serve import start_api, stop_api
 from models.bulk import chunked, load_numbers
 from models.dialing import backfill
@@ -228,14 +228,18 @@ def _add_dnc(conn: psycopg.Connection) -> None:
 # --- loads ------------------------------------------------------------------------------------
 
 
-def run_load(url: str, values: list[object], dialing: bool) -> tuple[float, object]:
+def run_load(url: str, values: list[object], dialing: bool) -> tuple[float, float, object]:
+    """(wall s, CPU s of this process + its server backend, result): CPU is the steadier
+    figure when other work shares the cores."""
     with psycopg.connect(url, autocommit=True) as conn:
+        cpu0, server0 = time.process_time(), _backend_cpu(conn)
         started = time.perf_counter()
         result = load_numbers(
             conn, BIG_PROJECT, chunked(values, size=50_000),
             provider_id=PROVIDER_ID, geo_id=None, dialing=dialing,
         )  # fmt: skip
-        return time.perf_counter() - started, result
+        wall = time.perf_counter() - started
+        return wall, time.process_time() - cpu0 + _backend_cpu(conn) - server0, result
 
 
 def _prepare(url: str, candidate: bool) -> None:
@@ -254,6 +258,7 @@ def loads(server_url: str, runs: int, candidate: bool = False) -> dict[str, list
     say(f"loads: {len(values):,} input rows, {expected:,} to insert, into project {BIG_PROJECT} "
         f"(geo_id None, so every number goes through the registry stage)")  # fmt: skip
     times: dict[str, list[float]] = {"with": [], "without": []}
+    cpus: dict[str, list[float]] = {"with": [], "without": []}
     for run in range(runs):
         order = ("with", "without") if run % 2 == 0 else ("without", "with")
         for variant in order:
@@ -261,14 +266,17 @@ def loads(server_url: str, runs: int, candidate: bool = False) -> dict[str, list
             try:
                 _prepare(url, candidate)
                 before = load_avg()
-                secs, r = run_load(url, values, variant == "with")
+                secs, cpu, r = run_load(url, values, variant == "with")
+                cpus[variant].append(cpu)
                 assert r.inserted == expected, r.as_dict()  # type: ignore[attr-defined]
                 times[variant].append(secs)
-                say(f"  run {run + 1} dialing {variant:7s} {secs:6.1f} s  "
+                say(f"  run {run + 1} dialing {variant:7s} {secs:6.1f} s  {cpu:6.1f} s CPU  "
                     f"{len(values) / secs:9,.0f} input rows/s  on_dnc {r.on_dnc:,}  "  # type: ignore[attr-defined]
                     f"({before} -> {load_avg()}; clone {clone_s:.0f} s)")  # fmt: skip
             finally:
                 drop_database(server_url, RUN_DATABASE)
+    cw, cwo = statistics.median(cpus["with"]), statistics.median(cpus["without"])
+    say(f"  CPU medians: with {cw:.1f} s, without {cwo:.1f} s: ratio = {cwo / cw:.2f}")
     w, wo = statistics.median(times["with"]), statistics.median(times["without"])
     say(f"  ({'with' if candidate else 'without'} the candidate index)")
     say(f"  medians: with {w:.1f} s, without {wo:.1f} s: ratio without/with = {wo / w:.2f} "
