@@ -248,10 +248,12 @@ _POW10 = 10 ** np.arange(9, -1, -1, dtype=np.int64)
 
 def national_numbers(phones: Sequence[str | None]) -> np.ndarray:
     """+7 national numbers as int64 (10 digits after +7), -1 for anything else."""
-    if phones and None not in phones:
+    if phones:
         # Vectorised (2.4x the comprehension): the characters as a fixed-width code array.
         # One more column than '+7' + 10 digits, so a longer string is seen, not truncated.
-        codes = np.array(phones, dtype="U13").view(np.uint32).reshape(len(phones), 13)
+        # None (the loader's invalid rows) reads as '' (-1, like the comprehension).
+        text = phones if None not in phones else [p or "" for p in phones]
+        codes = np.array(text, dtype="U13").view(np.uint32).reshape(len(phones), 13)
         digits = codes[:, 2:12].astype(np.int64) - 48
         plus7 = (codes[:, 0] == 43) & (codes[:, 1] == 55) & (codes[:, 12] == 0)
         ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
