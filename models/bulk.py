@@ -47,6 +47,8 @@ from models.phones import normalize_many
 _SUB_CHUNK = 50_000
 # Default size for `chunked`.
 DEFAULT_CHUNK_ROWS = 50_000
+# The stage's four dialing fields when the load runs without them (benchmarks only).
+_NO_DIALING = "\\N\t\\N\t\\N\t\\N"
 # The dedupe sort of a large load; SET LOCAL only, reverted by the transaction's end.
 _SORT_WORK_MEM = "256MB"
 # What any reader of a cross-project duplicate sees; only the file's reject report (read by data
@@ -231,17 +233,23 @@ def load_numbers(
     reject_limit: int = 1000,
     on_reject: Callable[[Reject], None] | None = None,
     record: LoadSource | None = None,
+    dialing: bool = True,
 ) -> LoadResult:
     """Load numbers into one project; see the module docstring. Raises BulkLoadError for bad
     arguments, BulkLoadTimeout (a BulkLoadError) when the connection's lock or statement timeout
     cut the load; any error (bad input shape, iterator failure, database error) rolls back.
 
     `record`: write a number_loads row (same transaction) and stamp every inserted number's
-    source_load_id with it. The project's dedupe rule applies either way."""
+    source_load_id with it. The project's dedupe rule applies either way.
+
+    `dialing=False` is for benchmarks/bench_dialing.py only (the load as it was before issue 14,
+    to measure what the dialing stages cost): no time-zone lookup, the dialing columns left
+    NULL, no registry join, no do-not-call count (nor a wider dedupe rule or a load record).
+    Every real insert path keeps the default."""
     try:
         return _load_numbers(
             conn, project_id, chunks, provider_id=provider_id, geo_id=geo_id, region=region,
-            reject_limit=reject_limit, on_reject=on_reject, record=record,
+            reject_limit=reject_limit, on_reject=on_reject, record=record, dialing=dialing,
         )  # fmt: skip
     except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
         # A row or index wait names its table in the error; a table-lock wait does not, and the
@@ -263,6 +271,7 @@ def _load_numbers(
     reject_limit: int = 1000,
     on_reject: Callable[[Reject], None] | None = None,
     record: LoadSource | None = None,
+    dialing: bool = True,
 ) -> LoadResult:
     _check_int("project_id", project_id)
     _check_int("provider_id", provider_id, optional=True)
@@ -284,7 +293,7 @@ def _load_numbers(
         if record is not None:
             result.load_id = number_loads.create(conn, project_id, provider_id, record, rule)
         # Time zone, region, operator (models/dialing/resolve.py) ride along in the stage.
-        zones = _Zones(current_registry(conn), geo_zone(conn, geo_id))
+        zones = _Zones(current_registry(conn), geo_zone(conn, geo_id)) if dialing else None
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE {} (line bigint NOT NULL, phone text NOT NULL, "
@@ -315,11 +324,20 @@ def _load_numbers(
                 result.read += n
                 if n:
                     next_line = int(list(lines[n - 1 : n])[0]) + 1
-        ensure_sets(conn, zones.sets_seen)
+        if zones is not None:
+            ensure_sets(conn, zones.sets_seen)
         elsewhere = None if rule.project_only else load_dedupe.create_stage(conn)
         if valid:
             distinct, inserted, result.on_dnc = _insert(
-                conn, stage, project_id, provider_id, geo_id, result.load_id, rule, elsewhere
+                conn,
+                stage,
+                project_id,
+                provider_id,
+                geo_id,
+                result.load_id,
+                rule,
+                elsewhere,
+                dialing=dialing,
             )
         else:
             distinct = inserted = 0
@@ -355,7 +373,7 @@ def _copy_sub_chunk(
     result: LoadResult,
     reject_limit: int,
     on_reject: Callable[[Reject], None] | None,
-    zones: _Zones,
+    zones: _Zones | None,
 ) -> int:
     """Normalise rows [lo, hi) of a chunk, report rejects, COPY the valid ones; -> valid count."""
     # Plain lists: positional indexing even for pandas Series / numpy input.
@@ -379,7 +397,10 @@ def _copy_sub_chunk(
             on_reject(reject)
         if len(result.rejects) < reject_limit:
             result.rejects.append(reject)
-    tz = stage_fragments(phones, zones.registry, zones.geo_zone, zones.sets_seen)
+    if zones is None:  # dialing=False (benchmark baseline): the stage's dialing fields NULL
+        tz: Sequence[str] = [_NO_DIALING] * len(phones)
+    else:
+        tz = stage_fragments(phones, zones.registry, zones.geo_zone, zones.sets_seen)
     if attrs is None:
         body = "".join(
             [f"{ln}\t{p}\t\\N\t{z}\n" for ln, p, z in zip(line_slice, phones, tz, strict=True) if p]
@@ -429,6 +450,8 @@ def _insert(
     load_id: int | None = None,
     rule: DedupeRule | None = None,
     elsewhere: sql.Identifier | None = None,
+    *,
+    dialing: bool = True,
 ) -> tuple[int, int, int]:
     """The one INSERT: dedupe the stage (first line wins), skip numbers the project has, and,
     under a wider dedupe rule, those it finds elsewhere (models/load_dedupe.py, into
@@ -436,6 +459,8 @@ def _insert(
 
     Returns (distinct valid numbers, inserted rows, of the distinct ones on a DNC list).
     """
+    if not dialing:
+        return _insert_without_dialing(conn, stage, project_id, provider_id, geo_id)
     rule = rule or DedupeRule()
     skip_cte, skip_where = sql.SQL(""), sql.SQL("")
     params: dict[str, Any] = {
@@ -510,3 +535,42 @@ def _report_elsewhere(
         if len(result.rejects) < reject_limit:
             result.rejects.append(reject)
     return count
+
+
+def _insert_without_dialing(
+    conn: psycopg.Connection[Any],
+    stage: sql.Identifier,
+    project_id: int,
+    provider_id: int | None,
+    geo_id: int | None,
+) -> tuple[int, int, int]:
+    """`_insert` as it was before issue 14 (benchmark baseline): no registry join, no DNC."""
+    prev = conn.execute(
+        "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
+    ).fetchone()
+    assert prev is not None
+    conn.execute("SELECT set_config('work_mem', %s, true)", (_SORT_WORK_MEM,))
+    if _may_skip_fk_checks(conn):
+        conn.execute("SELECT set_config('session_replication_role', 'replica', true)")
+    row = conn.execute(
+        sql.SQL(
+            """
+            WITH firsts AS MATERIALIZED (
+                SELECT DISTINCT ON (phone) phone, attributes FROM {stage} ORDER BY phone, line
+            ), ins AS (
+                INSERT INTO phone_numbers (phone_number, project_id, provider_id, geo_id,
+                                           attributes)
+                SELECT f.phone, %(project)s, %(provider)s, %(geo)s, f.attributes
+                FROM firsts f ORDER BY f.phone
+                ON CONFLICT (phone_number, project_id) DO NOTHING
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM ins)
+            """
+        ).format(stage=stage),
+        {"project": project_id, "provider": provider_id, "geo": geo_id},
+    ).fetchone()
+    assert row is not None
+    conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
+    conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
+    return int(row[0]), int(row[1]), 0

@@ -100,19 +100,45 @@ def _zones_of_prefix(digits: str) -> tuple[str, ...]:
     return ()
 
 
-def libphonenumber_zones(phone: str) -> tuple[str, ...]:
-    """libphonenumber's zones for an E.164 number, as `time_zones_for_number` gives them, at
-    dictionary speed: the number-type decision (which costs a parse) is memoised by prefix."""
+def _memo_kind(phone: str) -> tuple[str, ...] | None:
+    """libphonenumber's number-type decision for `phone`, memoised by its key prefix: the zones
+    when they do not depend on the rest of the number, else _GEOGRAPHIC."""
     depth = _KIND_KEY_CHARS.get(phone[:3]) or _KIND_KEY_CHARS.get(phone[:2]) or len(phone)
     key = (phone[:depth], len(phone))
     if key in _KIND_MEMO:
-        kind = _KIND_MEMO[key]
-    else:
-        kind = _number_kind(phone)
-        if len(_KIND_MEMO) >= _KIND_MEMO_MAX:
-            _KIND_MEMO.clear()
-        _KIND_MEMO[key] = kind
+        return _KIND_MEMO[key]
+    kind = _number_kind(phone)
+    if len(_KIND_MEMO) >= _KIND_MEMO_MAX:
+        _KIND_MEMO.clear()
+    _KIND_MEMO[key] = kind
+    return kind
+
+
+def libphonenumber_zones(phone: str) -> tuple[str, ...]:
+    """libphonenumber's zones for an E.164 number, as `time_zones_for_number` gives them, at
+    dictionary speed: the number-type decision (which costs a parse) is memoised by prefix."""
+    kind = _memo_kind(phone)
     return _zones_of_prefix(phone[1:]) if kind is None else kind
+
+
+def _tail(zones: tuple[str, ...], sets_seen: dict[int, tuple[str, ...]] | None) -> str:
+    """The stage fields after the range id for libphonenumber's `zones`."""
+    if len(zones) > 1:
+        zones = normalised(zones)
+        if sets_seen is not None:
+            sets_seen[set_id(zones)] = zones
+    return _fragment(None, zones, "libphonenumber")[len(_NULL) :]
+
+
+# How many national digits of a +7 number libphonenumber's zone table looks at (3 today).
+_SEVEN_TZ_DIGITS = max(len(k) for k in pn_tzdata.TIMEZONE_DATA if k.startswith("7")) - 1
+
+
+def _memo_key_of_national(national: np.ndarray) -> np.ndarray:
+    """`_memo_kind`'s key for 12-character +7 numbers, from their national numbers: the first
+    4 national digits for +7 3/4/8/9, else the first 6 (offset so the two never collide)."""
+    short = np.isin(national // 10**9, (3, 4, 8, 9))
+    return np.where(short, national // 10**6, national // 10**4 + 10**7)
 
 
 @dataclass(frozen=True)
@@ -143,11 +169,24 @@ class RangeIndex:
             object.__setattr__(self, "_fragment_array", arr)
         return arr
 
+    @property
+    def id_text_array(self) -> np.ndarray:
+        """The range ids as COPY text, plus NULL last (so position -1 gathers NULL)."""
+        arr = self.__dict__.get("_id_text_array")
+        if arr is None:
+            arr = np.array([*map(str, self.ids), _NULL], dtype=object)
+            object.__setattr__(self, "_id_text_array", arr)
+        return arr
+
     def match(self, national: np.ndarray) -> np.ndarray:
         """Per national number (-1 for none), the index of its range, or -1."""
         if not len(self.ids):
             return np.full(len(national), -1, dtype=np.int64)
-        pos = np.searchsorted(self.starts, national, side="right") - 1
+        # Sorted needles let searchsorted start each search from the last (half the time
+        # of random order against a registry-sized table, sort included).
+        order = np.argsort(national, kind="stable")
+        pos = np.empty(len(national), dtype=np.int64)
+        pos[order] = np.searchsorted(self.starts, national[order], side="right") - 1
         safe = np.clip(pos, 0, None)
         hit = (pos >= 0) & (national >= 0) & (national <= self.ends[safe])
         return np.where(hit, pos, -1)
@@ -174,18 +213,24 @@ def current_index(conn: psycopg.Connection[Any]) -> RangeIndex:
     cached = _INDEX_CACHE.get(key)
     if cached is not None:
         return cached
+    # Zones as one text (IANA names have no commas): a registry has a few hundred distinct
+    # zone lists, so each is parsed and formatted once (1.3-2.2 s -> 0.86 s for 392k ranges).
     rows = conn.execute(
-        "SELECT id, range_from, range_to, zones FROM numbering_ranges "
+        "SELECT id, range_from, range_to, array_to_string(zones, ',') FROM numbering_ranges "
         "WHERE country = '7' ORDER BY range_from"
     ).fetchall()
+    by_text: dict[str | None, tuple[tuple[str, ...] | None, str]] = {}
+    for text in {r[3] for r in rows}:
+        zones = _zones(text.split(",")) if text else None
+        by_text[text] = (zones, _fragment_text(None, zones, "registry")[len(_NULL) :])
     index = RangeIndex(
         load_id=load_id,
         starts=np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)),
         ends=np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows)),
-        fragments=tuple(_fragment_text(r[0], _zones(r[3]), "registry") for r in rows),
-        ids=tuple(r[0] for r in rows),
+        fragments=tuple([f"{r[0]}{by_text[r[3]][1]}" for r in rows]),
+        ids=tuple([r[0] for r in rows]),
         has_zones=np.fromiter((bool(r[3]) for r in rows), dtype=bool, count=len(rows)),
-        sets={set_id(z): z for r in rows if (z := _zones(r[3])) and len(z) > 1},
+        sets={set_id(z): z for z, _ in by_text.values() if z and len(z) > 1},
     )
     _INDEX_CACHE.clear()  # one registry is current at a time
     _INDEX_CACHE[key] = index
@@ -198,8 +243,22 @@ def _zones(zones: Sequence[str] | None) -> tuple[str, ...] | None:
     return (zones[0],) if len(zones) == 1 else normalised(zones)
 
 
+_POW10 = 10 ** np.arange(9, -1, -1, dtype=np.int64)
+
+
 def national_numbers(phones: Sequence[str | None]) -> np.ndarray:
     """+7 national numbers as int64 (10 digits after +7), -1 for anything else."""
+    if phones:
+        # Vectorised (2.4x the comprehension): the characters as a fixed-width code array.
+        # One more column than '+7' + 10 digits, so a longer string is seen, not truncated.
+        # None (the loader's invalid rows) reads as '' (-1, like the comprehension).
+        text = phones if None not in phones else [p or "" for p in phones]
+        codes = np.array(text, dtype="U13").view(np.uint32).reshape(len(phones), 13)
+        digits = codes[:, 2:12].astype(np.int64) - 48
+        plus7 = (codes[:, 0] == 43) & (codes[:, 1] == 55) & (codes[:, 12] == 0)
+        ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
+        if bool((ok | ~plus7 | (codes[:, 11] == 0)).all()):  # else: int()'s own rules, below
+            return np.where(plus7 & ok, digits @ _POW10, -1)
     return np.array(
         [int(p[2:]) if p and p[:2] == "+7" and len(p) == 12 else -1 for p in phones],
         dtype=np.int64,
@@ -216,7 +275,8 @@ def stage_fragments(
     Candidate sets met are added to `sets_seen` (for `zonesets.ensure_sets`)."""
     if sets_seen is not None:
         sets_seen.update(index.sets)
-    pos = index.match(national_numbers(phones))
+    national = national_numbers(phones)
+    pos = index.match(national)
     n = len(phones)
     if geo_zone is not None:
         ids = index.ids
@@ -227,11 +287,49 @@ def stage_fragments(
     decided = pos >= 0
     if len(index.ids):
         decided &= index.has_zones[np.clip(pos, 0, None)]
-    out: list[str] = (
-        index.fragment_array[np.where(decided, pos, 0)].tolist() if len(index.ids) else [""] * n
-    )
+        out = index.fragment_array[np.where(decided, pos, 0)]
+    else:
+        out = np.full(n, "", dtype=object)
+    undecided = np.flatnonzero(~decided)
+    rest = undecided
+    plus7 = undecided[national[undecided] >= 0]
+    if len(plus7):
+        # +7 numbers outside a zoned range: libphonenumber's answer for most of them (every
+        # mobile) depends only on the memo key, so it is taken once per key and joined to the
+        # range id in numpy; geographic ones (fixed lines) are grouped next.
+        keys, first, inverse = np.unique(
+            _memo_key_of_national(national[plus7]), return_index=True, return_inverse=True
+        )
+        tails = np.empty(len(keys), dtype=object)
+        by_key = np.zeros(len(keys), dtype=bool)
+        for j, k in enumerate(first.tolist()):
+            zones = _memo_kind(phones[int(plus7[k])])  # type: ignore[arg-type]  # +7: a str
+            if zones is not _GEOGRAPHIC:
+                tails[j], by_key[j] = _tail(zones, sets_seen), True
+        grouped = by_key[inverse]
+        chosen = plus7[grouped]
+        out[chosen] = index.id_text_array[pos[chosen]] + tails[inverse[grouped]]
+        # Geographic +7 numbers: libphonenumber's prefix table for +7 is at most
+        # _SEVEN_TZ_DIGITS national digits deep, so one answer per such prefix is exact.
+        geographic = plus7[~grouped]
+        if len(geographic):
+            keys, first, inverse = np.unique(
+                national[geographic] // 10 ** (10 - _SEVEN_TZ_DIGITS),
+                return_index=True,
+                return_inverse=True,
+            )
+            tails = np.array(
+                [
+                    _tail(_zones_of_prefix(phones[int(geographic[k])][1:]), sets_seen)  # type: ignore[index]
+                    for k in first.tolist()
+                ],
+                dtype=object,
+            )
+            out[geographic] = index.id_text_array[pos[geographic]] + tails[inverse]
+        rest = undecided[national[undecided] < 0]
     ids = index.ids
-    for k in np.flatnonzero(~decided).tolist():  # the rest: libphonenumber, per memoised prefix
+    positions = pos[rest].tolist()
+    for k, i in zip(rest.tolist(), positions, strict=True):  # not +7: per number, memoised
         phone = phones[k]
         if not phone:
             out[k] = ""
@@ -241,9 +339,8 @@ def stage_fragments(
             zones = normalised(zones)
             if sets_seen is not None:
                 sets_seen[set_id(zones)] = zones
-        i = int(pos[k])
         out[k] = _fragment(ids[i] if i >= 0 else None, zones, "libphonenumber")
-    return out
+    return out.tolist()
 
 
 @dataclass(frozen=True)

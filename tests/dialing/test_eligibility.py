@@ -128,3 +128,26 @@ def test_project_summary(session, numbers) -> None:
     assert ny.next_window_opens == dt.datetime(2026, 3, 4, 13, tzinfo=UTC)  # 08:00 EST
     unknown = by_zone[(None, ())]
     assert (unknown.numbers, unknown.reason) == (2, "unknown_timezone")
+
+
+def test_project_summary_counts_each_listed_number_once(session, numbers, factory) -> None:
+    """Global + project entries for one number count it once; an expired entry, another
+    project's entry and another project's numbers count nothing; a zone whose every number
+    is listed leaves the zones (its numbers are in `dnc`)."""
+    project, n = numbers
+    other = factory.project()
+    factory.number(other, "+79160000001", timezone="Europe/Moscow", timezone_source="registry")
+    session.add_all([
+        DncEntry(project_id=project.id, phone_number="+79130000001", reason="asked"),
+        DncEntry(project_id=None, phone_number="+79130000001", reason="register"),
+        DncEntry(project_id=None, phone_number="+79160000001", reason="register",
+                 expires_at=WED_1130 - dt.timedelta(days=1)),
+        DncEntry(project_id=other.id, phone_number="+13125550001", reason="asked"),
+    ])  # fmt: skip
+    session.commit()
+    s = eligibility.project_summary(session, project.id, WED_1130, PolicyConfig())
+    assert (s.total, s.dnc) == (6, 1)
+    zones = {(z.timezone, tuple(z.candidates or ())): z.numbers for z in s.zones}
+    assert ("Asia/Novosibirsk", ()) not in zones
+    assert zones[("Europe/Moscow", ())] == 1 and zones[("America/New_York", ())] == 1
+    assert sum(zones.values()) == 5

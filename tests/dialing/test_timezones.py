@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import numpy as np
 import phonenumbers
 import psycopg
 import pytest
@@ -16,7 +17,14 @@ from phonenumbers import timezone as pn_timezone
 from models.bulk import chunked, load_numbers
 from models.dialing import backfill
 from models.dialing.registry import load_registry
-from models.dialing.resolve import RangeIndex, libphonenumber_zones, resolve_one
+from models.dialing.resolve import (
+    RangeIndex,
+    _fragment_text,
+    libphonenumber_zones,
+    resolve_one,
+    stage_fragments,
+)
+from models.dialing.zonesets import normalised, set_id
 from tests.dialing.conftest import ABC_CP1251, DEF_UTF8
 
 YAKUTIA = ["Asia/Khandyga", "Asia/Srednekolymsk", "Asia/Ust-Nera", "Asia/Yakutsk"]
@@ -104,6 +112,64 @@ def test_fast_libphonenumber_lookup_agrees_with_libphonenumber() -> None:
         assert libphonenumber_zones(phone) == expected, phone
         checked += 1
     assert checked > 15_000
+
+
+def _one_by_one(phone: str | None, index: RangeIndex) -> str:
+    """The stage fields of one number, the plain way: the reference for the vectorised path."""
+    if not phone:
+        return ""
+    national = int(phone[2:]) if phone[:2] == "+7" and len(phone) == 12 else -1
+    hit = np.flatnonzero((index.starts <= national) & (national <= index.ends))
+    i = int(hit[0]) if len(hit) and national >= 0 else None
+    if i is not None and index.has_zones[i]:
+        return index.fragments[i]
+    zones = libphonenumber_zones(phone)
+    zones = normalised(zones) if len(zones) > 1 else zones
+    return _fragment_text(None if i is None else index.ids[i], zones, "libphonenumber")
+
+
+def test_vectorised_stages_agree_with_one_number_at_a_time() -> None:
+    """The chunk path (numbers grouped by libphonenumber's memo key, joined to range ids in
+    numpy) gives every number what resolving it alone gives, for every kind of number."""
+    rng = random.Random(5)
+    zones = [("Europe/Moscow",), None, normalised(("Asia/Yakutsk", "Asia/Khandyga")), None]
+    starts = np.array(sorted(rng.sample(range(10**9), 300)), dtype=np.int64) + 9 * 10**9
+    starts = np.concatenate([starts, np.array([4_950_000_000, 7_010_000_000], dtype=np.int64)])
+    starts.sort()
+    ends = starts + np.array([rng.randrange(1, 10**6) for _ in starts], dtype=np.int64)
+    ends = np.minimum(ends, np.append(starts[1:] - 1, ends[-1]))  # a registry never overlaps
+    picked = [zones[i % 4] for i in range(len(starts))]
+    index = RangeIndex(
+        load_id=1, starts=starts, ends=ends, ids=tuple(range(100, 100 + len(starts))),
+        fragments=tuple(_fragment_text(100 + i, z, "registry") for i, z in enumerate(picked)),
+        has_zones=np.array([z is not None for z in picked]),
+        sets={set_id(z): z for z in picked if z and len(z) > 1},
+    )  # fmt: skip
+    phones: list[str | None] = []
+    for _ in range(20_000):
+        kind = rng.random()
+        if kind < 0.3:  # inside a range (zoned or not)
+            k = rng.randrange(len(starts))
+            phones.append(f"+7{rng.randint(int(starts[k]), int(ends[k])):010d}")
+        elif kind < 0.6:
+            phones.append(f"+79{rng.randrange(10**9):09d}")
+        elif kind < 0.8:
+            phones.append(f"+7{rng.choice('3486')}{rng.randrange(10**9):09d}")
+        elif kind < 0.9:
+            phones.append(f"+77{rng.choice('0127')}{rng.randrange(10**8):08d}")
+        else:
+            prefix = rng.choice(["+1312555", "+4420794", "+861381", "", None])
+            phones.append(prefix and prefix + f"{rng.randrange(10**4):04d}")
+    phones += ["", None, "+7", "+7495123456", "+749512345678", "+79991234567"]
+    seen: dict[int, tuple[str, ...]] = {}
+    got = stage_fragments(phones, index, None, seen)
+    assert got == [_one_by_one(p, index) for p in phones]
+    assert set(seen) >= set(index.sets)
+    assert set_id(normalised(libphonenumber_zones("+79991234567"))) in seen
+    assert stage_fragments([], index) == []
+    assert stage_fragments(phones[:50], RangeIndex.empty()) == [
+        _one_by_one(p, RangeIndex.empty()) for p in phones[:50]
+    ]
 
 
 def test_unknown_zone_when_nothing_knows() -> None:
