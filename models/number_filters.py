@@ -409,7 +409,14 @@ def _timestamp(name: str, value: Any) -> dt.datetime | None:
     # aware one is sent as UTC: Python takes offsets PostgreSQL refuses (past +-15:59).
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=dt.UTC)
+    return as_utc(parsed)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """An aware instant in UTC; one past Python's range (0001-01-01T00:00+05:00) is clamped to
+    its end, which filters the same rows: nothing numbase stores is that old or that late."""
     try:
-        return parsed.astimezone(dt.UTC)
+        return value.astimezone(dt.UTC)
     except OverflowError:
-        raise FilterError(f"{name} is out of range") from None
+        edge = dt.datetime.min if value.year == 1 else dt.datetime.max
+        return edge.replace(tzinfo=dt.UTC)

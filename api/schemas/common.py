@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from api.pagination import Page
 from models.json_limits import JsonLimitError, check_json
+from models.number_filters import as_utc
 
 __all__ = ["Page"]
 
@@ -86,10 +87,7 @@ def _iso_datetime(value: object) -> object:
             raise ValueError("Give an ISO 8601 date-time, e.g. 2024-05-01T00:00:00Z.") from exc
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         # As UTC: Python takes offsets PostgreSQL refuses (past +-15:59, e.g. -16:30).
-        try:
-            return value.astimezone(dt.UTC)
-        except OverflowError as exc:
-            raise ValueError("The date-time is out of range.") from exc
+        return as_utc(value)
     return value
 
 

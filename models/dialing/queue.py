@@ -187,7 +187,10 @@ def lease(
             .values(status="in_progress", leased_until=until, leased_by=holder)
             .returning(T.c.id, T.c.phone_number, picked.c.status, T.c.call_attempts, T.c.priority)
         )
-        out.extend(Leased(r[0], r[1], r[2], r[3], r[4], until) for r in session.execute(stmt).all())
+        # UPDATE ... RETURNING comes back in the order rows were updated, not the CTE's:
+        # hand them out in the tier's order (priority first, then id).
+        rows = sorted(session.execute(stmt).all(), key=lambda r: (-r[4], r[0]))
+        out.extend(Leased(r[0], r[1], r[2], r[3], r[4], until) for r in rows)
     return out
 
 

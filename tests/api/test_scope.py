@@ -33,6 +33,19 @@ def _valid_body(method: str, path: str, ids: dict[str, int]) -> dict[str, Any] |
         "/api/projects/{project_id}/members/": {"user_id": ids["spare_user"]},
         "/api/projects/{project_id}/schedules/": window,
         "/api/projects/{project_id}/schedules/{schedule_id}/": window,
+        "/api/projects/{project_id}/dial-queue/lease/": {"holder": "agent-1", "count": 1},
+        "/api/projects/{project_id}/dial-queue/release/": {"holder": "agent-1", "ids": [1]},
+        "/api/projects/{project_id}/dial-queue/reset/": {"dry_run": True},
+        "/api/projects/{project_id}/dialing-rules/": (
+            {
+                "max_attempts": 3,
+                "min_gap_seconds": 60,
+                "hand_out_order": "fresh_first",
+                "outcomes": {},
+            }
+            if method == "PUT"
+            else {"max_attempts": 3}
+        ),
     }
     return bodies.get(path, {})
 
@@ -76,6 +89,10 @@ def test_manager_gets_404_on_every_route_of_another_project(
             if path.endswith("/restore/"):
                 # Restore looks among deleted projects; a live one is 404 for everybody.
                 assert resp.status_code == 404
+                continue
+            if path.endswith("/dial-queue/reset/"):
+                # Admins only: 403 for a manager whatever the project (nothing leaks).
+                assert resp.status_code == 403, resp.text
                 continue
             assert resp.status_code == 404, (method, path, resp.status_code, resp.text)
             # The same answer as for a project that does not exist at all: nothing leaks.

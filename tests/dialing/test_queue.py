@@ -65,14 +65,14 @@ def test_each_rule_alone_excludes_a_number_the_others_allow(session, factory) ->
         "gap": factory.number(
             project, status="no_answer", last_call_at=t - dt.timedelta(minutes=1), **MSK
         ),
-        "dnc": factory.number(project, "+79160000099", **MSK),
+        "dnc": factory.number(project, "+79169990099", **MSK),
         "unknown_zone": factory.number(project, timezone_source="unknown"),
         "leased": factory.number(
             project, status="in_progress", leased_by="b", leased_until=t + dt.timedelta(minutes=5),
             **MSK,
         ),
     }  # fmt: skip
-    factory.session.add(DncEntry(project_id=None, phone_number="+79160000099", reason="asked"))
+    factory.session.add(DncEntry(project_id=None, phone_number="+79169990099", reason="asked"))
     factory.session.commit()
 
     assert eligible_ids(session, project) == {n["ok"].id, n["expired_lease"].id}

@@ -110,12 +110,7 @@ def test_a_cursor_with_an_id_past_bigint_is_a_400_on_cursor(client, admin, numbe
 @pytest.mark.parametrize("path", ["/api/phone-numbers/", "/api/phone-numbers/export.csv"])
 def test_offsets_postgresql_refuses_are_taken_as_utc(client, admin, path: str) -> None:
     """Schemathesis found it: Python parses -16:30, PostgreSQL refuses offsets past +-15:59 (the
-    export then died after its 200); an offset pushing the instant past year 9999 is a 400."""
-    ok = client.get(
-        path, params={"created_after": "1869-10-22T06:49:04-16:30"}, headers=admin.headers
-    )
-    assert ok.status_code == 200, ok.text
-    bad = client.get(
-        path, params={"created_after": "9999-12-31T23:59:00-16:30"}, headers=admin.headers
-    )
-    assert bad.status_code == 400 and "created_after" in bad.json(), bad.text
+    export then died after its 200); an offset pushing the instant past year 9999 is clamped."""
+    for when in ("1869-10-22T06:49:04-16:30", "9999-12-31T23:59:00-16:30"):
+        resp = client.get(path, params={"created_after": when}, headers=admin.headers)
+        assert resp.status_code == 200, resp.text
