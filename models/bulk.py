@@ -26,6 +26,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any
@@ -441,6 +442,22 @@ def _may_skip_fk_checks(conn: psycopg.Connection[Any]) -> bool:
     return bool(row and row[0])
 
 
+@contextmanager
+def _insert_settings(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """The big sort's work_mem and, when safe, no FK triggers, for the INSERT only; both put
+    back after it: inside a caller's transaction SET LOCAL would outlive our savepoint."""
+    prev = conn.execute(
+        "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
+    ).fetchone()
+    assert prev is not None
+    conn.execute("SELECT set_config('work_mem', %s, true)", (_SORT_WORK_MEM,))
+    if _may_skip_fk_checks(conn):
+        conn.execute("SELECT set_config('session_replication_role', 'replica', true)")
+    yield
+    conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
+    conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
+
+
 def _insert(
     conn: psycopg.Connection[Any],
     stage: sql.Identifier,
@@ -471,16 +488,10 @@ def _insert(
         skip_where = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM skipped s WHERE s.phone = f.phone)")
         params["all_projects"] = rule.scope == "all_projects"
         params["since"] = number_loads.window_start(conn, rule)
-    prev = conn.execute(
-        "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
-    ).fetchone()
-    assert prev is not None
-    conn.execute("SELECT set_config('work_mem', %s, true)", (_SORT_WORK_MEM,))
-    if _may_skip_fk_checks(conn):
-        conn.execute("SELECT set_config('session_replication_role', 'replica', true)")
-    row = conn.execute(
-        sql.SQL(
-            """
+    with _insert_settings(conn):
+        row = conn.execute(
+            sql.SQL(
+                """
             WITH firsts AS MATERIALIZED (
                 SELECT DISTINCT ON (phone) phone, line, attributes, range_id, tz, tz_source,
                        tz_set_id
@@ -507,13 +518,10 @@ def _insert(
                           AND (d.project_id IS NULL OR d.project_id = %(project)s)
                           AND (d.expires_at IS NULL OR d.expires_at > now())))
             """
-        ).format(stage=stage, skip_cte=skip_cte, skip_where=skip_where),
-        params,
-    ).fetchone()
+            ).format(stage=stage, skip_cte=skip_cte, skip_where=skip_where),
+            params,
+        ).fetchone()
     assert row is not None
-    # Put both back: inside a caller's transaction SET LOCAL would outlive our savepoint.
-    conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
-    conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
     return int(row[0]), int(row[1]), int(row[2])
 
 
@@ -545,16 +553,10 @@ def _insert_without_dialing(
     geo_id: int | None,
 ) -> tuple[int, int, int]:
     """`_insert` as it was before issue 14 (benchmark baseline): no registry join, no DNC."""
-    prev = conn.execute(
-        "SELECT current_setting('work_mem'), current_setting('session_replication_role')"
-    ).fetchone()
-    assert prev is not None
-    conn.execute("SELECT set_config('work_mem', %s, true)", (_SORT_WORK_MEM,))
-    if _may_skip_fk_checks(conn):
-        conn.execute("SELECT set_config('session_replication_role', 'replica', true)")
-    row = conn.execute(
-        sql.SQL(
-            """
+    with _insert_settings(conn):
+        row = conn.execute(
+            sql.SQL(
+                """
             WITH firsts AS MATERIALIZED (
                 SELECT DISTINCT ON (phone) phone, attributes FROM {stage} ORDER BY phone, line
             ), ins AS (
@@ -567,10 +569,8 @@ def _insert_without_dialing(
             )
             SELECT (SELECT count(*) FROM firsts), (SELECT count(*) FROM ins)
             """
-        ).format(stage=stage),
-        {"project": project_id, "provider": provider_id, "geo": geo_id},
-    ).fetchone()
+            ).format(stage=stage),
+            {"project": project_id, "provider": provider_id, "geo": geo_id},
+        ).fetchone()
     assert row is not None
-    conn.execute("SELECT set_config('work_mem', %s, true)", (prev[0],))
-    conn.execute("SELECT set_config('session_replication_role', %s, true)", (prev[1],))
     return int(row[0]), int(row[1]), 0
