@@ -57,8 +57,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from models.dialing.dnc import record_opt_outs
-from models.dialing.queue import reschedule
+from models.dialing import next_attempt
+from models.dialing.dnc import may_opt_out, record_opt_outs
+from models.dialing.next_attempt import gap_sql, next_attempt_sql, rule_sql
 from models.number_transitions import allowed_sql
 
 MAX_BATCH = 1000
@@ -183,7 +184,7 @@ _LOCK_SKIP = text(
     "ORDER BY id FOR NO KEY UPDATE SKIP LOCKED"
 )
 # The transition table as SQL: the status the number has -> the winner's status.
-_ALLOWED = allowed_sql("pn.status", "c.new_status")
+_ALLOWED = allowed_sql("pn.status", "w.status")
 
 # 3. Apply the new matched events (passed in as arrays) to their numbers. `hist` reads the
 # stored status events of numbers that got one (index call_events(phone_number_id, occurred_at));
@@ -201,7 +202,9 @@ per_number AS (
            count(*) FILTER (WHERE event_type = 'call_ended') AS ended,
            max(occurred_at) FILTER (WHERE event_type = 'call_ended') AS last_ended,
            bool_or(event_type <> 'call_ended') AS touches_status,
-           bool_or(event_type = 'call_result') AS touches_result
+           bool_or(event_type = 'call_result') AS touches_result,
+           -- an ended call or a result ends the lease and schedules the next attempt
+           bool_or(event_type <> 'call_started') AS outcome
     FROM new_events
     GROUP BY number_id
 ),
@@ -236,32 +239,52 @@ merged AS (
       AND h.number_id IN (SELECT number_id FROM per_number WHERE touches_result)
     GROUP BY h.number_id
 ),
+-- The number's values after this batch: what the UPDATE writes and what the next attempt is
+-- computed from (one UPDATE, one new row version per number).
 calc AS (
-    SELECT n.number_id, pn.status AS old_status, w.status AS new_status, m.data,
-           n.ended, n.last_ended
+    SELECT n.number_id, n.ended, n.outcome, pn.status AS old_status,
+           CASE WHEN w.status IS NOT NULL AND {_ALLOWED} THEN w.status
+                ELSE pn.status END AS status,
+           greatest(pn.last_call_at, n.last_ended) AS last_call_at,
+           CASE WHEN m.data IS NULL THEN pn.result_data
+                ELSE coalesce(pn.result_data, '{{}}'::jsonb) || m.data END AS result_data,
+           pn.project_id
     FROM per_number n
     JOIN phone_numbers pn ON pn.id = n.number_id
     LEFT JOIN winner w ON w.number_id = n.number_id
     LEFT JOIN merged m ON m.number_id = n.number_id
 ),
+ruled AS (
+    SELECT c.*, {gap_sql("pr")} AS gap, {rule_sql("c.status", "c.result_data", "pr")} AS rule
+    FROM calc c
+    LEFT JOIN project_dialing_rules pr ON pr.project_id = c.project_id
+    WHERE c.outcome
+),
+planned AS (
+    SELECT c.*, r.number_id IS NOT NULL AS reschedule,
+           {next_attempt_sql("c.status", "c.last_call_at", "r.rule", "r.gap")} AS next_attempt_at
+    FROM calc c
+    LEFT JOIN ruled r ON r.number_id = c.number_id
+),
 updated AS (
     UPDATE phone_numbers pn
-    SET status = CASE WHEN c.new_status IS NOT NULL AND {_ALLOWED} THEN c.new_status
-                      ELSE pn.status END,
+    SET status = c.status,
         call_attempts = pn.call_attempts + c.ended,
-        last_call_at = greatest(pn.last_call_at, c.last_ended),
-        result_data = CASE WHEN c.data IS NULL THEN pn.result_data
-                           ELSE coalesce(pn.result_data, '{{}}'::jsonb) || c.data END
-    FROM calc c
+        last_call_at = c.last_call_at,
+        result_data = c.result_data,
+        leased_until = CASE WHEN c.reschedule THEN NULL ELSE pn.leased_until END,
+        leased_by = CASE WHEN c.reschedule THEN NULL ELSE pn.leased_by END,
+        next_attempt_at = CASE WHEN c.reschedule THEN c.next_attempt_at
+                               ELSE pn.next_attempt_at END
+    FROM planned c
     WHERE pn.id = c.number_id
       -- No write (no new row version, no index churn) when nothing changes, e.g. the late
       -- start of an old call.
       AND (c.ended > 0
-           OR c.new_status IS DISTINCT FROM pn.status AND c.new_status IS NOT NULL
-              AND {_ALLOWED}
-           OR c.data IS NOT NULL
-              AND coalesce(pn.result_data, '{{}}'::jsonb) || c.data
-                  IS DISTINCT FROM pn.result_data)
+           OR c.status IS DISTINCT FROM pn.status
+           OR c.result_data IS DISTINCT FROM pn.result_data
+           OR c.reschedule AND (pn.leased_until IS NOT NULL OR pn.leased_by IS NOT NULL
+                                OR c.next_attempt_at IS DISTINCT FROM pn.next_attempt_at))
     RETURNING pn.id, pn.project_id, c.old_status, pn.status AS new_status
 ),
 audited AS (
@@ -347,15 +370,20 @@ def store_and_apply(
                 "number_id": [number_of[e.event_id] for e in applied],
                 "event_type": [e.event_type for e in applied],
                 "occurred_at": [e.occurred_at for e in applied],
+                **next_attempt.PARAMS,
             },
         ).one()
         numbers_updated, status_changes = counts.numbers_updated, counts.status_changes
-        # An ended call or a result ends the number's lease and schedules its next attempt
-        # (models/dialing/queue.py), so the dial queue recycles it without a sweep.
-        reschedule(conn, [number_of[e.event_id] for e in applied if e.event_type != "call_started"])
         # An opt-out result lists the number for its project at once (models/dialing/dnc.py).
+        # The statement only runs when a result's text can hold the flag at all.
         record_opt_outs(
-            conn, [e.event_id for e in applied if e.event_type == "call_result"], SYSTEM_ACTOR
+            conn,
+            [
+                e.event_id
+                for e in applied
+                if e.event_type == "call_result" and may_opt_out(e.payload)
+            ],
+            SYSTEM_ACTOR,
         )
 
     seen: set[str] = set()

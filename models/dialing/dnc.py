@@ -126,6 +126,13 @@ SELECT count(*) FROM audited
 )
 
 
+def may_opt_out(payload: str) -> bool:
+    """Whether an event's JSON text can carry `"opt_out"`: the word itself, or a \\u escape
+    (JSON may spell a key with escapes). False means it surely does not, so the webhook skips
+    the opt-out statement for the vast majority of results (a round trip per group)."""
+    return "opt_out" in payload or "\\u" in payload
+
+
 def record_opt_outs(conn: Connection, event_ids: list[str], actor: str) -> int:
     """List, for their projects, the numbers of these (new, matched) call_result events that
     carry `"opt_out": true`; -> entries added or made permanent."""

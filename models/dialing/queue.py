@@ -43,9 +43,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from models.dialing import policy
+from models.dialing import next_attempt, policy
 from models.dialing.eligibility import dnc_listed, time_condition
-from models.dialing.queue_rules import DEFAULT_OUTCOMES_JSON, DEFAULTS, OUTCOMES, Rules
+from models.dialing.next_attempt import gap_sql, next_attempt_sql, rule_sql
+from models.dialing.queue_rules import DEFAULTS, OUTCOMES, Rules
 from models.tables import PhoneNumber, Project
 
 P = PhoneNumber.__table__.c
@@ -200,12 +201,8 @@ def lease(
 _RESCHEDULE = text(
     f"""
 WITH r AS (
-    SELECT pn.id,
-           coalesce(pr.min_gap_seconds, :default_gap) AS gap,
-           (CAST(:default_outcomes AS jsonb) || coalesce(pr.outcomes, '{{}}'::jsonb))
-             -> (CASE WHEN pn.status IN ('no_answer', 'failed')
-                       AND pn.result_data->>'outcome' IN ({", ".join(f"'{o}'" for o in OUTCOMES)})
-                      THEN pn.result_data->>'outcome' ELSE pn.status END) AS rule
+    SELECT pn.id, {gap_sql("pr")} AS gap,
+           {rule_sql("pn.status", "pn.result_data", "pr")} AS rule
     FROM phone_numbers pn
     LEFT JOIN project_dialing_rules pr ON pr.project_id = pn.project_id
     WHERE pn.id = ANY(CAST(:ids AS bigint[]))
@@ -213,17 +210,7 @@ WITH r AS (
 UPDATE phone_numbers pn
 SET leased_until = NULL,
     leased_by = NULL,
-    next_attempt_at = CASE
-        WHEN pn.status = 'success' THEN NULL
-        WHEN pn.status IN ('new', 'in_progress') OR r.rule IS NULL
-            THEN pn.last_call_at + make_interval(secs => r.gap)
-        -- Final: never due; the predicate excludes it by its outcome, so a later change of the
-        -- rules applies to it at once.
-        WHEN coalesce((r.rule->>'final')::boolean, false) THEN NULL
-        ELSE greatest(
-            now() + make_interval(secs => coalesce((r.rule->>'retry_seconds')::int, 0)),
-            pn.last_call_at + make_interval(secs => r.gap))
-    END
+    next_attempt_at = {next_attempt_sql("pn.status", "pn.last_call_at", "r.rule", "r.gap")}
 FROM r
 WHERE pn.id = r.id
 """
@@ -231,17 +218,11 @@ WHERE pn.id = r.id
 
 
 def reschedule(conn: Connection | Session, number_ids: Sequence[int]) -> None:
-    """An outcome reached these numbers (already locked or updated in this transaction)."""
+    """An outcome reached these numbers (already locked or updated in this transaction).
+    (The webhook does this inside its own UPDATE: models/call_events.py.)"""
     if not number_ids:
         return
-    conn.execute(
-        _RESCHEDULE,
-        {
-            "ids": sorted(set(number_ids)),
-            "default_gap": DEFAULTS.min_gap_seconds,
-            "default_outcomes": DEFAULT_OUTCOMES_JSON,
-        },
-    )
+    conn.execute(_RESCHEDULE, {"ids": sorted(set(number_ids)), **next_attempt.PARAMS})
 
 
 # Release: status a lease gave back without an outcome returns to (the lifecycle's "released"

@@ -193,3 +193,21 @@ def test_bulk_hostile_inputs_change_nothing(client, admin, factory, session) -> 
                     headers={**admin.headers, "content-type": "application/json"})  # fmt: skip
     assert r.status_code == 400
     assert session.scalars(select(DncEntry)).all() == []
+
+
+def test_softphone_opt_out_spelled_with_json_escapes_still_lists(client, factory, session) -> None:
+    # The webhook skips the opt-out statement when a result cannot hold the flag; a key spelled
+    # with \u escapes is still the flag once parsed, so it must not be skipped.
+    project = factory.project()
+    factory.number(project, "+79160000002")
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)).isoformat()
+    body = (
+        '[{"event_id": "e-esc", "event_type": "call_result", "phone_number": "+79160000002", '
+        f'"occurred_at": "{at}", "status": "failed", "project_id": {project.id}, '
+        '"result_data": {"opt\\u005fout": true}}]'
+    ).encode()
+    resp = client.post("/api/softphone/webhook/", content=body,
+                       headers=signed_headers(SECRET, body))  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    entries = session.scalars(select(DncEntry)).all()
+    assert [(e.project_id, e.phone_number) for e in entries] == [(project.id, "+79160000002")]
