@@ -23,11 +23,11 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Row, bindparam, literal_column, select
 from starlette.concurrency import run_in_threadpool
 
+from api import popup_dialing
 from api.deps import SettingsDep, bearer, token_claims, unauthorized, user_of
 from api.errors import FieldError, field_errors, not_found
 from api.event_batcher import EventBatcher
 from api.observability import WEBHOOK_EVENTS
-from api.popup_dialing import with_dialing
 from api.schemas.softphone import (
     CallEventIn,
     EventResult,
@@ -308,6 +308,7 @@ _POPUP = (
         NumberLoad.kind.label("load_kind"),
         NumberLoad.source.label("load_source"),
         NumberLoad.created_at.label("load_at"),
+        *popup_dialing.COLUMNS,
     )
     .select_from(PhoneNumber)
     .join(Project, (Project.id == PhoneNumber.project_id) & Project.is_deleted.is_(False))
@@ -320,6 +321,7 @@ _POPUP = (
         (NumberLoad.id == PhoneNumber.source_load_id)
         & (NumberLoad.project_id == PhoneNumber.project_id),
     )
+    .outerjoin(popup_dialing.JOIN_TARGET, popup_dialing.JOIN_ON)
     .where(PhoneNumber.phone_number == bindparam("phone"))
     .order_by(PhoneNumber.created_at.desc(), PhoneNumber.id.desc())
 )
@@ -343,8 +345,8 @@ async def popup(
     claims = None if _service_key(settings, x_api_key) else token_claims(settings, credentials)
     engine = request.app.state.engine
 
-    def lookup() -> tuple[str, list[Row[Any]]]:
-        # One thread hop for the user check and the query together.
+    def lookup() -> tuple[str, list[NumberCard]]:
+        # One thread hop and one statement for the user check, the cards and their dialing.
         with engine.connect() as conn:  # a bare connection: no ORM session to set up
             stmt = _POPUP
             if claims is not None:  # who asks, before anything about what (401 before 400)
@@ -355,15 +357,17 @@ async def popup(
                 e164 = normalize_phone(phone, settings.phone_region)
             except InvalidPhone as exc:
                 raise FieldError("phone", exc.reason) from exc
-            return e164, list(conn.execute(stmt, {"phone": e164}).all())
+            now = dt.datetime.now(dt.UTC)
+            rows = list(conn.execute(stmt, {"phone": e164, **popup_dialing.params(now)}).all())
+        if not rows:
+            return e164, []
+        # A number's own zone only when unambiguous: Russian mobiles list all 16 of Russia's.
+        zones = phone_metadata(e164, settings.phone_region)["time_zones"]
+        cards = [_card(row, zones[0] if len(zones) == 1 else None, now) for row in rows]
+        return e164, popup_dialing.with_dialing(rows, cards, now, settings)
 
-    e164, rows = await run_in_threadpool(lookup)
-    if not rows:
+    e164, cards = await run_in_threadpool(lookup)
+    if not cards:
         raise not_found("Number not found.")
-    # A number's own zone only when unambiguous: Russian mobiles list all 16 of Russia's.
-    zones = phone_metadata(e164, settings.phone_region)["time_zones"]
-    now = dt.datetime.now(dt.UTC)
-    cards = [_card(row, zones[0] if len(zones) == 1 else None, now) for row in rows]
-    cards = await run_in_threadpool(with_dialing, engine, e164, cards, now, settings)
     body = PopupResponse(phone_number=e164, count=len(cards), results=cards)
     return Response(body.model_dump_json(), media_type="application/json")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -49,15 +49,28 @@ def all_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-def load_calendar(session: Session, now: dt.datetime) -> policy.Calendar:
-    lo = (now - dt.timedelta(days=2)).date()
-    hi = (now + dt.timedelta(days=policy.HORIZON_DAYS + 2)).date()
-    rows = session.execute(
-        select(Holiday.day, Holiday.is_working_day).where(Holiday.day.between(lo, hi))
-    ).all()
+def calendar_window(now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The days a verdict at `now` can look at: local dates around now up to the horizon."""
+    return (now - dt.timedelta(days=2)).date(), (
+        now + dt.timedelta(days=policy.HORIZON_DAYS + 2)
+    ).date()
+
+
+def calendar_of(rows: Iterable[tuple[dt.date, bool]]) -> policy.Calendar:
+    """(day, is_working_day) rows of the holidays table -> the policy's calendar."""
+    rows = list(rows)
     return policy.Calendar(
         holidays=frozenset(d for d, working in rows if not working),
         working_days=frozenset(d for d, working in rows if working),
+    )
+
+
+def load_calendar(session: Session, now: dt.datetime) -> policy.Calendar:
+    lo, hi = calendar_window(now)
+    return calendar_of(
+        session.execute(
+            select(Holiday.day, Holiday.is_working_day).where(Holiday.day.between(lo, hi))
+        ).tuples()
     )
 
 

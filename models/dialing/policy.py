@@ -203,13 +203,33 @@ def evaluate(
     if not closed:
         return Verdict(True, None, now)
     reason = next((r for r in (REASON_HOLIDAY, REASON_SCHEDULE) if r in closed), closed[0])
-    candidates = sorted(
-        {t for z in zones for t in _starts(z, now, calendar, schedule, config) if t > now}
+    # Windows open on whole minutes, so the next opening is the same for every instant of this
+    # minute: cached per minute (an ambiguous number's search costs thousands of zone checks,
+    # and the pop-up asks it for the same few zone sets all day).
+    minute = now.replace(second=0, microsecond=0)
+    return Verdict(
+        False, reason, _next_open(tuple(zones), minute, calendar, schedule.key(), config)
     )
-    for moment in candidates:  # the first start at which every zone is open together
+
+
+@lru_cache(maxsize=4096)
+def _next_open(
+    zones: tuple[str, ...],
+    minute: dt.datetime,
+    calendar: Calendar,
+    schedule_key: tuple[tuple[int, tuple[Interval, ...]], ...],
+    config: PolicyConfig,
+) -> dt.datetime | None:
+    """The first start after `minute` at which every zone is open together (within the
+    horizon). A start is a whole minute, so "after the minute" equals "after now"."""
+    schedule = Schedule(dict(schedule_key))
+    candidates = sorted(
+        {t for z in zones for t in _starts(z, minute, calendar, schedule, config) if t > minute}
+    )
+    for moment in candidates:
         if all(_check_zone(z, moment, calendar, schedule, config) is None for z in zones):
-            return Verdict(False, reason, moment)
-    return Verdict(False, reason, None)
+            return moment
+    return None
 
 
 def callable_zones(
