@@ -149,3 +149,22 @@ def export_stem(requested: object, project_code: str, job_id: int) -> str:
 def export_path(project_code: str, stem: str) -> str:
     """outbox/<project code>/<stem>.csv: a project's exports live in its own folder."""
     return f"{OUTBOX}/{project_code}/{stem}.csv"
+
+
+# Do-not-call drop folders (sensors/dnc_inbox.py): inbox/_dnc/<file> (global) and
+# inbox/<project code>/_dnc/<file>; the numbering-plan registry (sensors/registry_inbox.py):
+# inbox/_registry/<file>. The number-file sensor leaves them alone.
+DNC_FOLDER = "_dnc"
+REGISTRY_FOLDER = "_registry"
+
+
+def is_registry_path(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) >= 3 and parts[1] == REGISTRY_FOLDER
+
+
+def is_dnc_path(path: str) -> bool:
+    parts = path.split("/")
+    return len(parts) >= 3 and (
+        parts[1] == DNC_FOLDER or (len(parts) >= 4 and parts[2] == DNC_FOLDER)
+    )

@@ -21,8 +21,7 @@ from dagster import (
 
 from models.settings import load_settings
 from models.sftp_access import live_project
-from models.sftp_layout import INBOX, arrival_label, reject_file
-from sensors.inbox import DNC_FOLDER, is_dnc_path
+from models.sftp_layout import DNC_FOLDER, INBOX, arrival_label, is_dnc_path, reject_file
 from sensors.inbox_files import InboxFile, list_inbox, plan_tick
 
 DNC_JOB = "dnc_import_job"

@@ -50,29 +50,14 @@ from models.sftp_layout import (
     InboxMappingError,
     archive_file,
     done_marker,
+    is_dnc_path,
+    is_registry_path,
     parse_inbox_path,
     reject_file,
 )
 from sensors.inbox_files import InboxFile, list_inbox, plan_tick
 
 IMPORT_OP = "phone_numbers"
-# Do-not-call drop folders (sensors/dnc_inbox.py): inbox/_dnc/<file> (global) and
-# inbox/<project code>/_dnc/<file>; the numbering-plan registry (sensors/registry_inbox.py):
-# inbox/_registry/<file>. This sensor leaves them alone.
-DNC_FOLDER = "_dnc"
-REGISTRY_FOLDER = "_registry"
-
-
-def is_registry_path(path: str) -> bool:
-    parts = path.split("/")
-    return len(parts) >= 3 and parts[1] == REGISTRY_FOLDER
-
-
-def is_dnc_path(path: str) -> bool:
-    parts = path.split("/")
-    return len(parts) >= 3 and (
-        parts[1] == DNC_FOLDER or (len(parts) >= 4 and parts[2] == DNC_FOLDER)
-    )
 
 
 def import_run_config(job_id: int) -> dict[str, Any]:

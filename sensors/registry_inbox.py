@@ -17,8 +17,7 @@ from dagster import (
     sensor,
 )
 
-from models.sftp_layout import INBOX
-from sensors.inbox import is_registry_path
+from models.sftp_layout import INBOX, is_registry_path
 from sensors.inbox_files import list_inbox
 
 REGISTRY_JOB = "registry_load_job"
