@@ -57,6 +57,7 @@ from benchmarks.base import (
     drop_database,
     ensure_base,
 )
+from benchmarks.cpu import CpuMeter, postmaster_pid
 from benchmarks.serve import start_api, stop_api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,7 +335,7 @@ def popup_maker(rng: random.Random, headers: dict[str, str], touched: list[str])
 
 
 async def run_phases(
-    args: argparse.Namespace, port: int, token: str
+    args: argparse.Namespace, port: int, token: str, meter: CpuMeter
 ) -> tuple[list[Stats], Workload]:
     host, rng = "127.0.0.1", random.Random(11)
     work = Workload(rng)
@@ -350,43 +351,51 @@ async def run_phases(
 
     for per in (1, args.rate_batch):
         s = Stats(f"webhook @{args.rate:.0f}/s, {per}/request", "events")
-        await open_loop(s, host, port, args.rate / per, webhook_make(per), webhook_check(s),
-                        max_items=int(args.rate * 30 * scale), max_seconds=30 * scale)  # fmt: skip
+        with meter.phase(s.name):
+            await open_loop(s, host, port, args.rate / per, webhook_make(per),
+                            webhook_check(s), max_items=int(args.rate * 30 * scale),
+                            max_seconds=30 * scale)  # fmt: skip
         out.append(s)
     s = Stats(f"webhook max, 1/request, c={args.conns}", "events")
-    await closed_loop(s, host, port, args.conns, webhook_make(1), webhook_check(s),
-                      max_items=50_000, max_seconds=20 * scale)  # fmt: skip
+    with meter.phase(s.name):
+        await closed_loop(s, host, port, args.conns, webhook_make(1), webhook_check(s),
+                          max_items=50_000, max_seconds=20 * scale)  # fmt: skip
     out.append(s)
     s = Stats(f"webhook max, {args.batch}/request, c=8", "events")
-    await closed_loop(s, host, port, 8, webhook_make(args.batch), webhook_check(s),
-                      max_items=200_000, max_seconds=20 * scale)  # fmt: skip
+    with meter.phase(s.name):
+        await closed_loop(s, host, port, 8, webhook_make(args.batch), webhook_check(s),
+                          max_items=200_000, max_seconds=20 * scale)  # fmt: skip
     out.append(s)
 
     await asyncio.sleep(args.settle * scale)
     touched = list(work.ended_sent)
     service = {"X-API-Key": API_KEY}
     s = Stats(f"pop-up @{args.popup_rate:.0f}/s, key", "lookups")
-    await open_loop(s, host, port, args.popup_rate, popup_maker(rng, service, touched),
-                    popup_check, max_items=100_000, max_seconds=20 * scale)  # fmt: skip
+    with meter.phase(s.name):
+        await open_loop(s, host, port, args.popup_rate, popup_maker(rng, service, touched),
+                        popup_check, max_items=100_000, max_seconds=20 * scale)  # fmt: skip
     out.append(s)
     s = Stats("pop-up max, key, c=8", "lookups")
-    await closed_loop(s, host, port, 8, popup_maker(rng, service, touched), popup_check,
-                      max_items=100_000, max_seconds=20 * scale)  # fmt: skip
+    with meter.phase(s.name):
+        await closed_loop(s, host, port, 8, popup_maker(rng, service, touched), popup_check,
+                          max_items=100_000, max_seconds=20 * scale)  # fmt: skip
     out.append(s)
     bearer = {"Authorization": f"Bearer {token}"}
     s = Stats("pop-up max, manager, c=8", "lookups")
-    await closed_loop(s, host, port, 8, popup_maker(rng, bearer, touched), popup_check,
-                      max_items=100_000, max_seconds=15 * scale)  # fmt: skip
+    with meter.phase(s.name):
+        await closed_loop(s, host, port, 8, popup_maker(rng, bearer, touched), popup_check,
+                          max_items=100_000, max_seconds=15 * scale)  # fmt: skip
     out.append(s)
 
     hooks = Stats(f"mixed: webhook @{args.rate / 2:.0f}/s, 1/request", "events")
     cards = Stats(f"mixed: pop-up @{args.popup_rate / 2:.0f}/s, key", "lookups")
-    await asyncio.gather(
-        open_loop(hooks, host, port, args.rate / 2, webhook_make(1), webhook_check(hooks),
-                  max_items=int(args.rate / 2 * 20 * scale), max_seconds=20 * scale),
-        open_loop(cards, host, port, args.popup_rate / 2, popup_maker(rng, service, touched),
-                  popup_check, max_items=100_000, max_seconds=20 * scale),
-    )  # fmt: skip
+    with meter.phase("mixed"):  # one figure for both paths: they share the processes
+        await asyncio.gather(
+            open_loop(hooks, host, port, args.rate / 2, webhook_make(1), webhook_check(hooks),
+                      max_items=int(args.rate / 2 * 20 * scale), max_seconds=20 * scale),
+            open_loop(cards, host, port, args.popup_rate / 2, popup_maker(rng, service, touched),
+                      popup_check, max_items=100_000, max_seconds=20 * scale),
+        )  # fmt: skip
     out.extend([hooks, cards])
     return out, work
 
@@ -452,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"API up: uvicorn --workers {args.workers} on 127.0.0.1:{args.port}")
             # uvloop (installed with uvicorn[standard]): half the client CPU of asyncio's loop.
-            stats, work = uvloop.run(run_phases(args, args.port, token))
+            pg = postmaster_pid(db_url)
+            meter = CpuMeter({"api": proc.pid, **({"pg": pg} if pg else {})})
+            stats, work = uvloop.run(run_phases(args, args.port, token, meter))
         finally:
             if proc is not None:
                 stop_api(proc)
@@ -462,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             print(st.line())
             if st.results:
                 print(f"{'':<26} results: {st.results}")
+            if st.name in meter.spent:
+                print(f"{'':<26} {meter.per_item(st.name, st.items)}")
             for err in st.errors[:5]:
                 print(f"{'':<26} ERROR {err}")
         problems = verify(db_url, work, before)
