@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from models.dialing import policy
+from models.dialing import counts, policy
 from models.tables import DncEntry, Holiday, PhoneNumber, ProjectSchedule, TimezoneSet
 
 P = PhoneNumber.__table__.c
@@ -238,34 +238,11 @@ def project_summary(
     """Numbers of a project callable at `now`, by zone (ambiguous numbers by candidate set,
     unknown/unresolved as one group), with when each group's next window opens. The time rules
     run once per group, not per number."""
-    # One pass over the project's rows, hash-joined to its active DNC numbers (distinct:
-    # a number may be listed globally and for the project), counting both sides per group:
-    # the same figures as NOT EXISTS / EXISTS (dnc_listed) in two scans, at half the cost
-    # (docs/benchmarks.md, issue 14).
-    listed = (
-        select(D.phone_number)
-        .where(
-            or_(D.project_id.is_(None), D.project_id == project_id),
-            or_(D.expires_at.is_(None), D.expires_at > literal(now)),
-        )
-        .distinct()
-        .subquery("listed")
-    )
-    rows = session.execute(
-        select(
-            P.timezone,
-            P.timezone_set_id,
-            func.count().filter(listed.c.phone_number.is_(None)),
-            func.count(listed.c.phone_number),
-        )
-        .select_from(
-            PhoneNumber.__table__.outerjoin(listed, listed.c.phone_number == P.phone_number)
-        )
-        .where(P.project_id == project_id)
-        .group_by(P.timezone, P.timezone_set_id)
-    ).all()
-    groups = [(tz, sid, n) for tz, sid, n, _ in rows if n]
-    dnc = sum(int(r[3]) for r in rows)
+    # Maintained counts (models/dialing/counts.py, exact: kept by triggers), not a scan of the
+    # project: the time rules then run once per group, DNC expiry is applied at `now`.
+    counted = counts.read(session, project_id, now)
+    groups = [(g.timezone, g.timezone_set_id, g.free) for g in counted if g.free]
+    dnc = sum(g.listed for g in counted)
     set_ids = [g[1] for g in groups if g[0] is None and g[1] is not None]
     members = dict(
         session.execute(
