@@ -664,7 +664,6 @@ class ProjectDialingRules(Base):
     updated_at: Mapped[dt.datetime] = _updated()
 
 
-
 class CallableCount(Base):
     """How many numbers a project has per (timezone, candidate set, DNC state): the callable
     summary's input, kept exact by statement-level triggers on phone_numbers and dnc_entries
@@ -682,6 +681,7 @@ class CallableCount(Base):
     # that do ('infinity': one never expires). Listed at `now` iff listed_until > now.
     listed_until: Mapped[dt.datetime | None] = mapped_column(TZ)
     numbers: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
 
 TABLES_WITH_UPDATED_AT = tuple(
     table.name for table in Base.metadata.sorted_tables if "updated_at" in table.c

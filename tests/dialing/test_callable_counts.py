@@ -209,24 +209,24 @@ def test_racing_writers_keep_counts_exact(conn, factory, database_url) -> None:
                             )
                         elif op == 3:
                             scope = rng.choice([None, pid])
+                            until = rng.choice([None, NOW, NOW + dt.timedelta(days=3)])
                             c.execute(
                                 "INSERT INTO dnc_entries (project_id, phone_number, reason, "
                                 "expires_at) SELECT %s, unnest(%s::text[]), 'race', %s "
                                 "ON CONFLICT ON CONSTRAINT uq_dnc_entries_phone_project DO UPDATE "
                                 "SET expires_at = EXCLUDED.expires_at",
-                                (scope, rng.sample(pool, 15),
-                                 rng.choice([None, NOW, NOW + dt.timedelta(days=rng.randrange(9))])),
-                            )  # fmt: skip
+                                (scope, rng.sample(pool, 15), until),
+                            )
                         elif op == 4:
                             c.execute(
                                 "DELETE FROM dnc_entries WHERE id %% 4 = %s", (rng.randrange(4),)
                             )
                         elif op == 5:
                             c.execute(
-                                "UPDATE phone_numbers SET project_id = %s WHERE id IN (SELECT id "
-                                "FROM phone_numbers WHERE project_id <> %s AND NOT EXISTS (SELECT 1 "
-                                "FROM phone_numbers o WHERE o.project_id = %s AND o.phone_number = "
-                                "phone_numbers.phone_number) LIMIT 3)",
+                                "UPDATE phone_numbers SET project_id = %s WHERE id IN ("
+                                "SELECT id FROM phone_numbers WHERE project_id <> %s AND NOT "
+                                "EXISTS (SELECT 1 FROM phone_numbers o WHERE o.project_id = %s "
+                                "AND o.phone_number = phone_numbers.phone_number) LIMIT 3)",
                                 (pid, pid, pid),
                             )
                         else:
