@@ -5,7 +5,7 @@ priced against the same work with the triggers disabled, in the same run, altern
         [--updates 3000] [--runs 3]
 
 * a `load_numbers` of --rows fresh numbers (dialing on) into an empty project of a scratch
-  database with 60,000 DNC entries, 1 % of the load among them;
+  database with 60,000 DNC entries, 1 % of the load's numbers among them;
 * --updates single-row `UPDATE phone_numbers SET status` statements in autocommit (the shape of
   the SoftPhone webhook's and the dial queue's writes: no counted column changes);
 * --updates single-row timezone changes (a counted column: delta row and locks).
@@ -49,11 +49,16 @@ def _fresh(conn: psycopg.Connection, rows: int) -> int:
     pid = conn.execute(
         "INSERT INTO projects (code, name) VALUES ('trg', 'Trigger bench') RETURNING id"
     ).fetchone()[0]
+    # 1 % of the load's numbers (every 100th), the rest numbers it does not have; a sixth of
+    # the entries the project's, the others global.
     conn.execute(
         "INSERT INTO dnc_entries (project_id, phone_number, reason, source) "
-        "SELECT CASE WHEN i %% 6 = 0 THEN %s END, '+7495' || lpad((i * 7919 %% 10000000)::text,"
-        " 7, '0'), 'bench', 'bench' FROM generate_series(1, 60000) i ON CONFLICT DO NOTHING",
-        (pid,),
+        "SELECT CASE WHEN i %% 6 = 0 THEN %s END, phone, 'bench', 'bench' FROM ("
+        " SELECT i, '+7495' || lpad((i * 100 * 7919 %% 10000000)::text, 7, '0') AS phone"
+        " FROM generate_series(1, %s / 100) i"
+        " UNION ALL SELECT i, '+7496' || lpad(i::text, 7, '0')"
+        " FROM generate_series(1, 60000 - %s / 100) i) e ON CONFLICT DO NOTHING",
+        (pid, rows, rows),
     )
     conn.execute("VACUUM ANALYZE dnc_entries")
     return int(pid)
