@@ -257,3 +257,23 @@ def _engine(url: str) -> Any:
     if url not in _ENGINES:
         _ENGINES[url] = make_engine(url, pool_size=2)
     return _ENGINES[url]
+
+
+def test_memoised_group_verdict_is_evaluate_itself() -> None:
+    """The summary's per-minute memo of policy.evaluate gives evaluate's answer at any instant,
+    around a window's opening and closing to the second, for single, ambiguous and unknown."""
+    from models.dialing import policy
+
+    cal = policy.Calendar(holidays=frozenset({dt.date(2026, 3, 9)}))
+    sched = policy.Schedule.from_rows([(2, dt.time(9), dt.time(17, 30))])
+    groups = [("Europe/Moscow",), ("Asia/Yakutsk", "Asia/Srednekolymsk"), None, ("Asia/Omsk",)]
+    base = dt.datetime(2026, 3, 4, 5, 0, tzinfo=UTC)  # Moscow 08:00
+    instants = [base + dt.timedelta(seconds=s) for s in (-61, -60, -1, 0, 1, 59, 60, 61)]
+    instants += [base + dt.timedelta(hours=h, seconds=0.5) for h in range(0, 48, 5)]
+    for now in instants:
+        for zones in groups:
+            for schedule in (policy.NO_SCHEDULE, sched):
+                got = eligibility._group_verdict(zones, now, cal, schedule, PolicyConfig())
+                assert got == policy.evaluate(zones, now, cal, schedule, PolicyConfig()), (
+                    zones, now,
+                )  # fmt: skip
