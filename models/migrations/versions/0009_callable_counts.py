@@ -70,8 +70,9 @@ BEGIN
 END $$
 """
 
-# Numbers side: `rows_in` (id, project_id, phone_number, timezone, timezone_set_id, sign) ->
-# one delta per group. The DNC join is a hash join of the statement's rows with the entries.
+# UPDATE side: `rows_in` (id, project_id, phone_number, timezone, timezone_set_id, sign) of
+# the rows whose counted key changed -> one delta per group. The DNC join is a hash join of
+# those rows with the entries.
 _NUMBERS_DELTA = """
 WITH rows_in AS {materialized} ({rows_in}),
 listed AS (
@@ -92,7 +93,45 @@ SELECT project_id, timezone, timezone_set_id, until, sum(n) FROM delta
 GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0
 """
 
-_ROWS = "SELECT id, project_id, phone_number, timezone, timezone_set_id, {sign} AS sign FROM {t}"
+# INSERT / DELETE: a plain transition table `{t}`, `{sign}` +1 / -1. Two scans of it: the
+# totals per group (no DNC read, so before the lock; it also names the projects to lock), then
+# the DNC-listed rows moved from "not listed" to their `listed_until`.
+_PLAIN_FN = """
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    projects bigint[];
+BEGIN
+    WITH ins AS (
+        INSERT INTO callable_counts (project_id, timezone, timezone_set_id, listed_until,
+                                     numbers)
+        SELECT project_id, timezone, timezone_set_id, NULL, {sign} * count(*)
+        FROM {t} GROUP BY 1, 2, 3
+        RETURNING project_id
+    )
+    SELECT array_agg(DISTINCT project_id) INTO projects FROM ins;
+    IF projects IS NULL THEN
+        RETURN NULL;  -- no row
+    END IF;
+    PERFORM callable_counts_lock(projects, 'numbers');
+    WITH listed AS (
+        SELECT r.project_id, r.timezone, r.timezone_set_id,
+               max(coalesce(d.expires_at, 'infinity')) AS until
+        FROM {t} r JOIN dnc_entries d ON d.phone_number = r.phone_number AND {cover}
+        GROUP BY r.id, r.project_id, r.timezone, r.timezone_set_id
+    ), delta AS (
+        SELECT project_id, timezone, timezone_set_id, NULL::timestamptz AS until, -count(*) AS n
+        FROM listed GROUP BY 1, 2, 3
+        UNION ALL
+        SELECT project_id, timezone, timezone_set_id, until, count(*) FROM listed
+        GROUP BY 1, 2, 3, 4
+    )
+    INSERT INTO callable_counts (project_id, timezone, timezone_set_id, listed_until, numbers)
+    SELECT project_id, timezone, timezone_set_id, until, {sign} * sum(n) FROM delta
+    GROUP BY 1, 2, 3, 4;
+    RETURN NULL;
+END $$
+"""
+
 # An UPDATE: only rows whose counted key changed, old side out, new side in.
 _KEY_CHANGED = """
     FROM old_rows o JOIN new_rows n ON n.id = o.id
@@ -108,25 +147,22 @@ _CHANGED = f"""
 """
 
 
-def _numbers_fn(name: str, rows_in: str, *, materialized: bool = False, guard: str = "") -> str:
-    """A numbers-side trigger function. A plain transition table is read in place (NOT
-    MATERIALIZED: no copy of a 1M-row load); the UPDATE's join is computed once, after a
-    cheaper `guard` test that returns at once when nothing counted changed (the common case)."""
-    mat = "MATERIALIZED" if materialized else "NOT MATERIALIZED"
-    early = f"IF {guard} THEN\n        RETURN NULL;\n    END IF;" if guard else ""
+def _update_fn(name: str) -> str:
+    """The UPDATE trigger function: returns at once when no counted column changed (the common
+    case: status updates), else the changed rows' join is computed once (MATERIALIZED)."""
     return f"""
 CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     projects bigint[];
 BEGIN
-    {early}
-    SELECT array_agg(project_id) INTO projects
-    FROM (SELECT DISTINCT project_id FROM ({rows_in}) r) p;
-    IF projects IS NULL THEN
-        RETURN NULL;  -- nothing counted changed: no lock, no delta
+    IF NOT EXISTS (SELECT 1 {_KEY_CHANGED}) THEN
+        RETURN NULL;
     END IF;
+    SELECT array_agg(project_id) INTO projects
+    FROM (SELECT DISTINCT o.project_id {_KEY_CHANGED}
+          UNION SELECT n.project_id {_KEY_CHANGED}) p;
     PERFORM callable_counts_lock(projects, 'numbers');
-    {_NUMBERS_DELTA.format(materialized=mat, rows_in=rows_in, cover=_COVER)};
+    {_NUMBERS_DELTA.format(materialized="MATERIALIZED", rows_in=_CHANGED, cover=_COVER)};
     RETURN NULL;
 END $$
 """
@@ -244,14 +280,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_callable_counts_project_id", "callable_counts", ["project_id"])
     op.execute(_LOCK_FN)
-    op.execute(_numbers_fn("callable_counts_numbers_ins", _ROWS.format(sign=1, t="new_rows")))
-    op.execute(_numbers_fn("callable_counts_numbers_del", _ROWS.format(sign=-1, t="old_rows")))
-    op.execute(
-        _numbers_fn(
-            "callable_counts_numbers_upd", _CHANGED, materialized=True,
-            guard=f"NOT EXISTS (SELECT 1 {_KEY_CHANGED})",
+    for name, sign, table in (("ins", 1, "new_rows"), ("del", -1, "old_rows")):
+        op.execute(
+            _PLAIN_FN.format(
+                name=f"callable_counts_numbers_{name}", sign=sign, t=table, cover=_COVER
+            )
         )
-    )  # fmt: skip
+    op.execute(_update_fn("callable_counts_numbers_upd"))
     op.execute(_dnc_fn("callable_counts_dnc_ins", "new_rows", None))
     op.execute(_dnc_fn("callable_counts_dnc_upd", "new_rows", "old_rows"))
     op.execute(_dnc_fn("callable_counts_dnc_del", None, "old_rows"))
