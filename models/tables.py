@@ -678,7 +678,8 @@ class CallableCount(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     timezone_set_id: Mapped[int | None] = mapped_column(BigInteger)
     # NULL: no do-not-call entry covers these numbers; else the latest expiry of the entries
-    # that do ('infinity': one never expires). Listed at `now` iff listed_until > now.
+    # that do ('infinity': one never expires; Python's datetime cannot load it, so read these
+    # rows in SQL, as models/dialing/counts.py does). Listed at `now` iff listed_until > now.
     listed_until: Mapped[dt.datetime | None] = mapped_column(TZ)
     numbers: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
