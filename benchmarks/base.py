@@ -156,12 +156,16 @@ def create_ddl(conn: psycopg.Connection, cons: list, idx: list, table: str = "ph
             say(f"index {name} ({time.perf_counter() - t:.1f} s)")
 
 
-def ensure_base(url: str, *, force: bool = False) -> None:
-    """Build the base in database `url` unless it is already there (idempotent)."""
+def ensure_base(url: str, *, force: bool = False, upgrade: bool = True) -> None:
+    """Build the base in database `url` unless it is already there (idempotent). upgrade=False:
+    leave an existing base at its revision (a benchmark that migrates its own copies)."""
     url = libpq_url(url)
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         if not force and _marker(conn) == SPEC:
+            if not upgrade:
+                print(f"base already built in {url.rsplit('/', 1)[-1]}: skipping (as it is)")
+                return
             # Built by an older schema: bring it to head (new columns are catalog-only; new
             # indexes are built once here, not in every benchmark's copy).
             t = time.perf_counter()

@@ -16,7 +16,11 @@ and the latency of `callable_now=true` pages and of the callable summary.
    1,000,000-row input of benchmarks/bench_loader.py into project 1 (2M numbers) through
    `load_numbers` with the dialing stages on (registry lookup, zones in the stage, registry join,
    `on_dnc` count) and with `dialing=False` (the load as before issue 14: same input, same
-   table, same indexes, same 10M rows; only the dialing work left out). Ratio = without / with.
+   table, same indexes, same 10M rows; only the dialing work left out, the callable-count
+   triggers of migration 0009 disabled). Ratio = without / with. After each load, 2,000
+   single-row UPDATEs of a status and of a timezone (the count triggers' cost on the webhook's
+   write shape and on a counted change). Each run copy is migrated to this tree's head first
+   (untimed); the shared bases stay at their revision.
 3. The API (uvicorn, one worker, benchmarks/serve.py) on a copy: p50/p95 of N sequential
    requests of `GET /api/phone-numbers/?project_id=1&callable_now=true` (first page and a
    cursor walk) and of `GET /api/projects/1/callable/`.
@@ -50,6 +54,7 @@ from benchmarks.base import (
 from benchmarks.bench_api import JWT_SECRET, PASSWORD, create_admin, free_port, pct
 from benchmarks.bench_loader import PROVIDER_ID, _backend_cpu, make_input, net_new_rows
 from benchmarks.serve import start_api, stop_api
+from models import migrate
 from models.bulk import chunked, load_numbers
 from models.dialing import backfill
 from models.dialing.registry import load_registry
@@ -61,6 +66,9 @@ DIALING_SPEC = {"version": 1, "ranges": 400_000}
 OPERATORS = ['ПАО "Мобильные ТелеСистемы"', 'ПАО "МегаФон"', 'ПАО "ВымпелКом"',
              'ООО "Т2 Мобайл"', 'ООО "Скартел"', 'АО "Тинькофф Мобайл"']  # fmt: skip
 NATIONWIDE = "Российская Федерация"
+# Migration 0009's triggers on phone_numbers: off in the "without" loads (the load as before
+# issue 14), on in the "with" loads, so the ratio prices them with the dialing stages.
+COUNT_TRIGGERS = ("callable_counts_ins", "callable_counts_upd", "callable_counts_del")
 # --candidate-index: an index for the summary's GROUP BY, built in each run copy (untimed)
 # before the timed load or the API run, to price it on the load and measure it on the reads.
 CANDIDATE_INDEX = (
@@ -242,13 +250,47 @@ def run_load(url: str, values: list[object], dialing: bool) -> tuple[float, floa
         return wall, time.process_time() - cpu0 + _backend_cpu(conn) - server0, result
 
 
-def _prepare(url: str, candidate: bool) -> None:
-    if candidate:
-        with psycopg.connect(url, autocommit=True) as conn:
+def hot_path_updates(url: str, n: int = 2000) -> tuple[float, float]:
+    """(us per single-row status UPDATE, us per single-row timezone UPDATE), autocommit, on `n`
+    random numbers of project 1: the SoftPhone webhook's / dial queue's write shape (no counted
+    column) and a counted-column change (a delta row and the count locks when the triggers are
+    on)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM phone_numbers WHERE project_id = %s AND id %% 997 = 1 LIMIT %s",
+            (BIG_PROJECT, n),
+        )]  # fmt: skip
+        figures = []
+        for stmt in (
+            "UPDATE phone_numbers SET status = 'in_progress', call_attempts = call_attempts + 1 "
+            "WHERE id = %s",
+            "UPDATE phone_numbers SET timezone = 'Asia/Omsk' WHERE id = %s",
+        ):
+            t = time.perf_counter()
+            for i in ids:
+                conn.execute(stmt, (i,))
+            figures.append((time.perf_counter() - t) / max(1, len(ids)) * 1e6)
+        return figures[0], figures[1]
+
+
+def _prepare(url: str, candidate: bool, counts: bool = True) -> None:
+    """Bring the run copy to this tree's schema (untimed: the shared bases stay at the revision
+    they have, so sessions on other branches can still use them); counts=False: without the
+    callable-count triggers (migration 0009), as the load was before issue 14."""
+    t = time.perf_counter()
+    migrate.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) callable_counts")
+        if not counts:
+            for trigger in COUNT_TRIGGERS:
+                conn.execute(f"ALTER TABLE phone_numbers DISABLE TRIGGER {trigger}")
+        if candidate:
             conn.execute("SET maintenance_work_mem = '1GB'")
             conn.execute(CANDIDATE_INDEX)
             conn.execute("VACUUM (ANALYZE) phone_numbers")
-            conn.execute("CHECKPOINT")
+        conn.execute("CHECKPOINT")
+    say(f"  copy at schema head in {time.perf_counter() - t:.1f} s "
+        f"(callable-count triggers {'on' if counts else 'off'})")  # fmt: skip
 
 
 def loads(server_url: str, runs: int, candidate: bool = False) -> dict[str, list[float]]:
@@ -259,12 +301,13 @@ def loads(server_url: str, runs: int, candidate: bool = False) -> dict[str, list
         f"(geo_id None, so every number goes through the registry stage)")  # fmt: skip
     times: dict[str, list[float]] = {"with": [], "without": []}
     cpus: dict[str, list[float]] = {"with": [], "without": []}
+    updates: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
     for run in range(runs):
         order = ("with", "without") if run % 2 == 0 else ("without", "with")
         for variant in order:
             url, clone_s = clone_database(server_url, DIALING_DATABASE, RUN_DATABASE)
             try:
-                _prepare(url, candidate)
+                _prepare(url, candidate, counts=variant == "with")
                 before = load_avg()
                 secs, cpu, r = run_load(url, values, variant == "with")
                 cpus[variant].append(cpu)
@@ -273,8 +316,21 @@ def loads(server_url: str, runs: int, candidate: bool = False) -> dict[str, list
                 say(f"  run {run + 1} dialing {variant:7s} {secs:6.1f} s  {cpu:6.1f} s CPU  "
                     f"{len(values) / secs:9,.0f} input rows/s  on_dnc {r.on_dnc:,}  "  # type: ignore[attr-defined]
                     f"({before} -> {load_avg()}; clone {clone_s:.0f} s)")  # fmt: skip
+                status_us, zone_us = hot_path_updates(url)
+                updates[variant].append((status_us, zone_us))
+                say(
+                    f"    single-row UPDATEs (count triggers {'on' if variant == 'with' else 'off'}"
+                    f"): status {status_us:5.0f} us, timezone {zone_us:5.0f} us ({load_avg()})"
+                )
             finally:
                 drop_database(server_url, RUN_DATABASE)
+    for i, name in enumerate(("status", "timezone")):
+        on = statistics.median(u[i] for u in updates["with"])
+        off = statistics.median(u[i] for u in updates["without"])
+        say(
+            f"  single-row {name} UPDATE medians: triggers on {on:.0f} us, off {off:.0f} us "
+            f"(+{on - off:.0f} us)"
+        )
     cw, cwo = statistics.median(cpus["with"]), statistics.median(cpus["without"])
     say(f"  CPU medians: with {cw:.1f} s, without {cwo:.1f} s: ratio = {cwo / cw:.2f}")
     w, wo = statistics.median(times["with"]), statistics.median(times["without"])
@@ -360,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wall = time.perf_counter()
     with bench_server(args.url) as server_url:
-        ensure_base(database_url(server_url, BENCH_DATABASE))
+        ensure_base(database_url(server_url, BENCH_DATABASE), upgrade=False)
         ensure_dialing_base(server_url, args.ranges)
         if not args.skip_loads:
             loads(server_url, args.runs, args.candidate_index)

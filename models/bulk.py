@@ -426,8 +426,9 @@ def _may_skip_fk_checks(conn: psycopg.Connection[Any]) -> bool:
     already holds locked until commit (project FOR SHARE, provider and geo FOR KEY SHARE), for
     every row. Skipping them (`session_replication_role = replica`, transaction-local) needs the
     privilege to set that parameter (superuser, or PostgreSQL 15+'s GRANT SET ON PARAMETER), and
-    is refused whenever phone_numbers has a user trigger that fires on INSERT, so no such trigger
-    is ever silently bypassed.
+    is refused whenever phone_numbers has a user trigger that fires on INSERT and that replica
+    mode would skip (enabled 'O', the default), so no such trigger is ever silently bypassed.
+    Triggers enabled ALWAYS ('A': the callable counts, migration 0009) fire in replica mode too.
     """
     row = conn.execute(
         """
@@ -436,7 +437,8 @@ def _may_skip_fk_checks(conn: psycopg.Connection[Any]) -> bool:
            AND NOT EXISTS (
                 SELECT 1 FROM pg_trigger
                 WHERE tgrelid = 'phone_numbers'::regclass AND NOT tgisinternal
-                  AND tgtype & 4 <> 0)  -- TRIGGER_TYPE_INSERT
+                  AND tgtype & 4 <> 0  -- TRIGGER_TYPE_INSERT
+                  AND tgenabled = 'O')
         """
     ).fetchone()
     return bool(row and row[0])

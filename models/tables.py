@@ -664,6 +664,26 @@ class ProjectDialingRules(Base):
     updated_at: Mapped[dt.datetime] = _updated()
 
 
+class CallableCount(Base):
+    """How many numbers a project has per (timezone, candidate set, DNC state): the callable
+    summary's input, kept exact by statement-level triggers on phone_numbers and dnc_entries
+    (migration 0009_callable_counts, models/dialing/counts.py). Append-only deltas, summed on
+    read and compacted now and then; no foreign key (a deleted project's rows net to zero)."""
+
+    __tablename__ = "callable_counts"
+    __table_args__ = (Index("ix_callable_counts_project_id", "project_id"),)
+
+    id: Mapped[int] = _id()
+    project_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    timezone_set_id: Mapped[int | None] = mapped_column(BigInteger)
+    # NULL: no do-not-call entry covers these numbers; else the latest expiry of the entries
+    # that do ('infinity': one never expires; Python's datetime cannot load it, so read these
+    # rows in SQL, as models/dialing/counts.py does). Listed at `now` iff listed_until > now.
+    listed_until: Mapped[dt.datetime | None] = mapped_column(TZ)
+    numbers: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 TABLES_WITH_UPDATED_AT = tuple(
     table.name for table in Base.metadata.sorted_tables if "updated_at" in table.c
 )

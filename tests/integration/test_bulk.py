@@ -407,7 +407,7 @@ def test_fk_checks_are_skipped_only_when_safe_and_never_bypass_user_triggers(con
     from models.bulk import _may_skip_fk_checks
 
     project, provider = factory.project(), factory.provider()
-    assert _may_skip_fk_checks(conn)  # the test server's user is a superuser, no user triggers
+    assert _may_skip_fk_checks(conn)  # superuser; only ALWAYS triggers (callable counts)
     conn.execute(
         """
         CREATE TABLE insert_seen (phone text);
