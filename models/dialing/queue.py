@@ -33,28 +33,39 @@ from sqlalchemy import (
     cast,
     false,
     func,
+    insert,
+    literal,
     literal_column,
     not_,
+    null,
     or_,
     select,
     text,
     true,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.orm import Session
 
 from models.dialing import next_attempt, policy
 from models.dialing.eligibility import dnc_listed, time_condition
 from models.dialing.next_attempt import gap_sql, next_attempt_sql, rule_sql
 from models.dialing.queue_rules import DEFAULTS, OUTCOMES, Rules
-from models.tables import PhoneNumber, Project
+from models.tables import DIAL_QUEUE_DUE, AuditLog, PhoneNumber, Project
 
 P = PhoneNumber.__table__.c
 T = PhoneNumber.__table__
+Pr = Project.__table__.c
 # Literal SQL, not a bound parameter: the planner must see it to use the partial index
 # ix_phone_numbers_dial_queue (WHERE status <> 'success').
 NOT_SUCCESS = text("phone_numbers.status <> 'success'")
 PRIORITY_DESC = P.priority.desc()
+# A key of ix_phone_numbers_dial_queue (models/tables.py), literal so the planner matches it:
+# `DUE <= now` holds for every number neither leased nor waiting, and the btree tests it on the
+# index entry, before fetching the row. Implied by retry_reached and not_leased, so it changes
+# no result; it only lets the walk skip the numbers a worked project piles up at its front.
+DUE = literal_column(DIAL_QUEUE_DUE, TIMESTAMP(timezone=True))
 
 
 _REFINED = literal_column(
@@ -83,8 +94,10 @@ class Conditions:
     not_leased: ColumnElement[bool]
 
     def eligible(self) -> ColumnElement[bool]:
-        if not self.project_active:
-            return false()
+        return self.rows() if self.project_active else false()
+
+    def rows(self) -> ColumnElement[bool]:
+        """The parts on the number's row (the project's status aside)."""
         return and_(
             self.not_final,
             self.below_max,
@@ -106,6 +119,17 @@ def conditions(
     rules: Rules,
     now: dt.datetime,
     config: policy.PolicyConfig,
+    time_cond: ColumnElement[bool] | None = None,
+) -> Conditions:
+    """The parts of the predicate for `project` at `now`. `time_cond`: the time rules already
+    built (models/dialing/queue_plan.py); None reads their inputs through `session`."""
+    if time_cond is None:
+        time_cond = time_condition(session, now, [project.id], config)
+    return row_conditions(rules, now, time_cond, project_active=project_is_active(project))
+
+
+def row_conditions(
+    rules: Rules, now: dt.datetime, time_cond: ColumnElement[bool], *, project_active: bool = True
 ) -> Conditions:
     not_final: ColumnElement[bool] = NOT_SUCCESS
     finals = sorted(o for o in OUTCOMES if rules.is_final(o))
@@ -113,7 +137,7 @@ def conditions(
         not_final = and_(not_final, outcome_key().not_in(finals))
     gap_start = now - dt.timedelta(seconds=rules.min_gap_seconds)
     return Conditions(
-        project_active=project_is_active(project),
+        project_active=project_active,
         not_final=not_final,
         below_max=P.call_attempts < rules.max_attempts,
         retry_reached=or_(P.next_attempt_at.is_(None), P.next_attempt_at <= now),
@@ -121,7 +145,7 @@ def conditions(
         if rules.min_gap_seconds
         else true(),
         not_dnc=not_(dnc_listed(now)),
-        callable=func.coalesce(time_condition(session, now, [project.id], config), False),
+        callable=func.coalesce(time_cond, False),
         not_leased=or_(P.leased_until.is_(None), P.leased_until < now),
     )
 
@@ -146,9 +170,18 @@ class Leased:
     leased_until: dt.datetime
 
 
+def _live(project_id: int) -> ColumnElement[bool]:
+    """The project is active and not deleted, read by the lease statement itself."""
+    return (
+        select(Pr.id)
+        .where(Pr.id == project_id, Pr.status == "active", Pr.is_deleted.is_(False))
+        .exists()
+    )
+
+
 def lease(
-    session: Session,
-    project: Project,
+    session: Connection | Session,
+    project: Project | int,
     *,
     holder: str,
     count: int,
@@ -156,43 +189,89 @@ def lease(
     now: dt.datetime,
     config: policy.PolicyConfig,
     rules: Rules | None = None,
+    time_cond: ColumnElement[bool] | None = None,
+    audit: dict[str, Any] | None = None,
 ) -> list[Leased]:
     """Hand out up to `count` eligible numbers to `holder`; the caller commits at once.
 
-    Each tier is one `SELECT ... FOR NO KEY UPDATE SKIP LOCKED` + `UPDATE`: rows another
-    transaction is leasing right now are skipped, not waited for, and PostgreSQL re-checks the
-    predicate on a row whose lease committed meanwhile, so a number goes to exactly one holder.
-    (NO KEY: the lease changes no key, so it does not block call_events' foreign-key locks.)
+    ONE statement (one round trip): per tier of the order a `SELECT ... FOR NO KEY UPDATE SKIP
+    LOCKED` CTE (the second tier takes what the first left of `count`), the UPDATE of the picked
+    rows and, with `audit` (the actor's audit_log fields), one `dial_queue_lease` audit row per
+    number. Rows another transaction is leasing right now are skipped, not waited for, and
+    PostgreSQL re-checks the predicate on a row whose lease committed meanwhile, so a number goes
+    to exactly one holder. (NO KEY: the lease changes no key, so it does not block call_events'
+    foreign-key locks.) The project's status is read by the statement too (a paused or deleted
+    project hands out nothing). `time_cond`: the time rules already built
+    (models/dialing/queue_plan.py); None reads their inputs first.
     """
     rules = rules or DEFAULTS
-    cond = conditions(session, project, rules, now, config)
-    if not cond.project_active or count <= 0:
+    project_id = project if isinstance(project, int) else project.id
+    if count <= 0:
         return []
+    if time_cond is None:
+        time_cond = time_condition(session, now, [project_id], config)  # type: ignore[arg-type]
+    cond = row_conditions(rules, now, time_cond).rows()
     until = now + dt.timedelta(seconds=lease_seconds)
-    out: list[Leased] = []
-    for tier in order_tiers(rules.hand_out_order):
-        remaining = count - len(out)
-        if remaining <= 0:
-            break
-        picked = (
-            select(P.id, P.status)
-            .where(P.project_id == project.id, cond.eligible(), tier)
+    live = _live(project_id)
+    tiers: list[Any] = []
+    for i, tier in enumerate(order_tiers(rules.hand_out_order)):
+        # LIMIT of a later tier: what the earlier ones left (0: its scan never starts).
+        taken = [select(func.count()).select_from(t).scalar_subquery() for t in tiers]
+        limit: Any = literal(count) - sum(taken) if taken else count
+        tiers.append(
+            select(P.id, P.status, literal(i).label("tier"))
+            .where(P.project_id == project_id, now >= DUE, live, cond, tier)
             .order_by(PRIORITY_DESC, P.id)
-            .limit(remaining)
+            .limit(limit)
             .with_for_update(skip_locked=True, key_share=True)
-            .cte("picked")
+            .cte(f"tier{i}")
         )
-        stmt = (
-            update(T)
-            .where(T.c.id == picked.c.id)
-            .values(status="in_progress", leased_until=until, leased_by=holder)
-            .returning(T.c.id, T.c.phone_number, picked.c.status, T.c.call_attempts, T.c.priority)
+    picked = union_all(*(select(t) for t in tiers)).cte("picked") if len(tiers) > 1 else tiers[0]
+    updated = (
+        update(T)
+        .where(T.c.id == picked.c.id)
+        .values(status="in_progress", leased_until=until, leased_by=holder)
+        .returning(
+            T.c.id,
+            T.c.phone_number,
+            picked.c.status,
+            T.c.call_attempts,
+            T.c.priority,
+            picked.c.tier,
+        )  # fmt: skip
+        .cte("updated")
+    )
+    stmt = select(updated)
+    if audit is not None:
+        stmt = stmt.add_cte(_audit_rows(updated, audit, holder, project_id))
+    # UPDATE ... RETURNING comes back in the order rows were updated, not the CTE's: hand them
+    # out in the order's tiers, each in (priority desc, id) order.
+    rows = sorted(session.execute(stmt).all(), key=lambda r: (r[5], -r[4], r[0]))
+    return [Leased(r[0], r[1], r[2], r[3], r[4], until) for r in rows]
+
+
+def _audit_rows(updated: Any, audit: dict[str, Any], holder: str, project_id: int) -> Any:
+    A = AuditLog.__table__
+    changes = func.jsonb_build_object(
+        "status", func.jsonb_build_array(updated.c.status, literal("in_progress")),
+        "leased_by", func.jsonb_build_array(null(), literal(holder)),
+        "project_id", literal(project_id),
+    )  # fmt: skip
+    return (
+        insert(A)
+        .from_select(
+            ["user_id", "actor", "action", "entity_type", "entity_id", "changes"],
+            select(
+                literal(audit.get("user_id"), A.c.user_id.type),
+                literal(audit.get("actor"), A.c.actor.type),
+                literal("dial_queue_lease"),
+                literal("phone_number"),
+                updated.c.id,
+                changes,
+            ),
         )
-        # UPDATE ... RETURNING comes back in the order rows were updated, not the CTE's:
-        # hand them out in the tier's order (priority first, then id).
-        rows = sorted(session.execute(stmt).all(), key=lambda r: (-r[4], r[0]))
-        out.extend(Leased(r[0], r[1], r[2], r[3], r[4], until) for r in rows)
-    return out
+        .cte("audited")
+    )
 
 
 # Recompute next_attempt_at (and end any lease) for numbers an outcome just reached. One rule for
