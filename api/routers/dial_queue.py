@@ -232,7 +232,7 @@ def release(
     response_model=QueueStateOut,
     summary="Queue state: eligible now, waiting for a retry, outside hours, exhausted, ...",
     description="Counts of the whole project, at most `NUMBASE_DIAL_QUEUE_STATE_CACHE_SECONDS` "
-    "old (`at` is when they were counted).",
+    "old plus the time one count takes (`at` is when they were counted).",
 )
 def get_state(
     project_id: IdPath,
@@ -243,15 +243,23 @@ def get_state(
 ) -> QueueStateOut:
     project = _project(session, actor, project_id)  # scope first: the cache is per project
     ttl = settings.dial_queue_state_cache_seconds
+    if not ttl:
+        return _count_state(session, project, settings)
     cache: dict[int, tuple[float, QueueStateOut]] = request.app.state.__dict__.setdefault(
         "dial_queue_state_cache", {}
     )
+    counting: set[int] = request.app.state.__dict__.setdefault("dial_queue_state_counting", set())
     hit = cache.get(project_id)
-    if ttl and hit and hit[0] > time.monotonic():
+    if hit and (hit[0] > time.monotonic() or project_id in counting):
+        # Fresh, or stale while another request of this worker recounts: the old counts
+        # (a 2M-number project takes ~1-2 s to count; one caller per expiry pays it, not all).
         return hit[1]
-    out = _count_state(session, project, settings)
-    if ttl:
-        cache[project_id] = (time.monotonic() + ttl, out)
+    counting.add(project_id)
+    try:
+        out = _count_state(session, project, settings)
+    finally:
+        counting.discard(project_id)
+    cache[project_id] = (time.monotonic() + ttl, out)
     return out
 
 
