@@ -51,8 +51,8 @@ from sqlalchemy.orm import Session
 from models.dialing import next_attempt, policy
 from models.dialing.eligibility import dnc_listed, time_condition
 from models.dialing.next_attempt import gap_sql, next_attempt_sql, rule_sql
-from models.dialing.queue_rules import DEFAULTS, OUTCOMES, Rules
-from models.tables import DIAL_QUEUE_DUE, AuditLog, PhoneNumber, Project
+from models.dialing.queue_rules import DEFAULTS, OUTCOMES, Rules, from_row
+from models.tables import DIAL_QUEUE_DUE, AuditLog, PhoneNumber, Project, ProjectDialingRules
 
 P = PhoneNumber.__table__.c
 T = PhoneNumber.__table__
@@ -150,6 +150,34 @@ def row_conditions(
     )
 
 
+def eligible_condition(
+    session: Session,
+    now: dt.datetime,
+    project_ids: Sequence[int] | None,
+    config: policy.PolicyConfig,
+) -> ColumnElement[bool]:
+    """The same eligibility over numbers of many projects (the numbers list's `eligible_now`):
+    per group of projects sharing rules the parts of `row_conditions`, the defaults for
+    projects without rules, and the project active and not deleted. `project_ids`: the
+    projects the query can touch (None: any)."""
+    stmt = select(ProjectDialingRules.__table__)
+    if project_ids is not None:
+        stmt = stmt.where(ProjectDialingRules.project_id.in_(list(project_ids)))
+    stored = {row.project_id: from_row(row) for row in session.execute(stmt)}  # type: ignore[arg-type]
+    time_cond = time_condition(session, now, project_ids, config)
+    groups: dict[Any, list[int]] = {}
+    for pid, rules in stored.items():
+        key = (rules.max_attempts, rules.min_gap_seconds, tuple(sorted(rules.outcomes.items())))
+        groups.setdefault(key, []).append(pid)
+    branches = [
+        and_(P.project_id.in_(sorted(pids)), row_conditions(stored[pids[0]], now, time_cond).rows())
+        for pids in groups.values()
+    ]
+    default = row_conditions(DEFAULTS, now, time_cond).rows()
+    branches.append(and_(P.project_id.not_in(sorted(stored)), default) if stored else default)
+    return and_(_live(P.project_id), or_(*branches))
+
+
 def order_tiers(order: str) -> list[ColumnElement[bool]]:
     """The hand-out order as tiers, each walked in (priority desc, id) order - the order of
     ix_phone_numbers_dial_queue - so no tier ever sorts the project's rows."""
@@ -170,8 +198,9 @@ class Leased:
     leased_until: dt.datetime
 
 
-def _live(project_id: int) -> ColumnElement[bool]:
-    """The project is active and not deleted, read by the lease statement itself."""
+def _live(project_id: int | ColumnElement[int]) -> ColumnElement[bool]:
+    """The project (an id, or the row's project_id column) is active and not deleted, read by
+    the statement itself."""
     return (
         select(Pr.id)
         .where(Pr.id == project_id, Pr.status == "active", Pr.is_deleted.is_(False))

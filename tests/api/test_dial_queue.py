@@ -333,6 +333,28 @@ def test_lease_reads_project_state_itself_and_sees_a_rules_change_at_once(
     )
 
 
+def test_numbers_list_eligible_now_filter(client, manager, factory) -> None:
+    """GET /api/phone-numbers/?eligible_now=: a leased or exhausted number is never eligible,
+    whatever the hour (the predicate itself: tests/dialing/test_queue.py); a bad value is a 400
+    naming the field."""
+    project = factory.project(members=[manager.user])
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    leased = factory.number(project, status="in_progress", leased_by="a", leased_until=soon, **MSK)
+    spent = factory.number(project, call_attempts=5, status="no_answer", **MSK)
+
+    def ids(value: str) -> set[int]:
+        resp = client.get("/api/phone-numbers/", headers=manager.headers,
+                          params={"project_id": project.id, "eligible_now": value})  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        return {r["id"] for r in resp.json()["results"]}
+
+    assert ids("true") == set() and ids("false") == {leased.id, spent.id}
+    bad = client.get(
+        "/api/phone-numbers/", headers=manager.headers, params={"eligible_now": "maybe"}
+    )
+    assert bad.status_code == 400 and "eligible_now" in bad.text
+
+
 # --- a real socket: 50 lease calls at once ---------------------------------------------------
 
 

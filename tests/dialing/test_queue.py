@@ -388,3 +388,41 @@ def test_the_lease_walk_tests_due_and_attempts_on_the_index(session, factory) ->
     walk = next(i for i, line in enumerate(lines) if "using ix_phone_numbers_dial_queue" in line)
     cond = lines[walk + 1]
     assert "GREATEST(next_attempt_at, leased_until)" in cond and "call_attempts <" in cond, plan
+
+
+def test_numbers_list_eligible_now_is_the_queue_predicate(session, factory) -> None:
+    """`eligible_now` on the numbers list (models/number_filters.py) is the lease's predicate:
+    per project's rules, across projects, and nothing of a paused project."""
+    from models.number_filters import NumberFilters, number_conditions, with_callable
+
+    t = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)  # 12:00 in Moscow on a Wednesday
+    strict = factory.project()
+    factory.session.add(ProjectDialingRules(project_id=strict.id, max_attempts=1,
+                        min_gap_seconds=0, hand_out_order="fresh_first", outcomes={}))  # fmt: skip
+    loose, paused = factory.project(), factory.project(status="paused")
+    factory.session.commit()
+    ok = {factory.number(p, **MSK).id for p in (strict, loose)}
+    ok.add(factory.number(loose, call_attempts=1, status="no_answer", **MSK).id)
+    not_ok = {
+        factory.number(strict, call_attempts=1, status="no_answer", **MSK).id,  # its max is 1
+        factory.number(loose, status="in_progress", leased_by="a",
+                       leased_until=t + dt.timedelta(minutes=1), **MSK).id,
+        factory.number(loose, status="no_answer", next_attempt_at=t + dt.timedelta(hours=1),
+                       **MSK).id,
+        factory.number(loose, timezone_source="unknown").id,
+        factory.number(paused, **MSK).id,
+    }  # fmt: skip
+
+    def listed(value: bool, **scope: Any) -> set[int]:
+        f = with_callable(session, NumberFilters(eligible_now=value, **scope), now=t)
+        return set(session.scalars(select(PhoneNumber.id).where(*number_conditions(f))))
+
+    assert listed(True) == ok and listed(False) == not_ok
+    assert listed(True, project_ids=(strict.id, paused.id)) == ok & listed(
+        True, project_id=strict.id
+    )
+    for p in (strict, loose, paused):  # the same set as the lease's own predicate
+        cond = queue.conditions(session, p, queue_rules.load(session, p.id), t, PolicyConfig())
+        own = set(session.scalars(select(PhoneNumber.id).where(
+            PhoneNumber.project_id == p.id, cond.eligible())))  # fmt: skip
+        assert own == listed(True, project_id=p.id)
