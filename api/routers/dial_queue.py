@@ -137,17 +137,13 @@ async def lease(
             if claims is not None:
                 actor = QueueActor(user_of(conn, claims))
                 _visible_or_404(conn, actor.user, project_id)  # type: ignore[arg-type]
-            plan = plans.get(conn, project_id, now)
-            leased = queue.lease(
+            leased = plans.get(conn, project_id, now).lease(
                 conn,
-                project_id,
                 holder=body.holder,
                 count=body.count,
                 lease_seconds=body.lease_seconds,
                 now=now,
                 config=config,
-                rules=plan.rules,
-                time_cond=plan.time_condition(now, config),
                 audit=actor.audit_fields,
             )
             if not leased and claims is None:  # nothing handed out: say 404 if it is why

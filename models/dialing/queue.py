@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     Text,
     and_,
     cast,
@@ -129,13 +130,23 @@ def conditions(
 
 
 def row_conditions(
-    rules: Rules, now: dt.datetime, time_cond: ColumnElement[bool], *, project_active: bool = True
+    rules: Rules,
+    now: dt.datetime | ColumnElement[dt.datetime],
+    time_cond: ColumnElement[bool],
+    *,
+    project_active: bool = True,
 ) -> Conditions:
+    """`now`: a moment, or a SQL expression of one (the lease's compiled statement binds it)."""
     not_final: ColumnElement[bool] = NOT_SUCCESS
     finals = sorted(o for o in OUTCOMES if rules.is_final(o))
     if finals:
         not_final = and_(not_final, outcome_key().not_in(finals))
-    gap_start = now - dt.timedelta(seconds=rules.min_gap_seconds)
+    gap_start = (
+        now - dt.timedelta(seconds=rules.min_gap_seconds)
+        if isinstance(now, dt.datetime)
+        else cast(now, TIMESTAMP(timezone=True))
+        - func.make_interval(0, 0, 0, 0, 0, 0, rules.min_gap_seconds)
+    )
     return Conditions(
         project_active=project_active,
         not_final=not_final,
@@ -221,35 +232,77 @@ def lease(
     time_cond: ColumnElement[bool] | None = None,
     audit: dict[str, Any] | None = None,
 ) -> list[Leased]:
-    """Hand out up to `count` eligible numbers to `holder`; the caller commits at once.
-
-    ONE statement (one round trip): per tier of the order a `SELECT ... FOR NO KEY UPDATE SKIP
-    LOCKED` CTE (the second tier takes what the first left of `count`), the UPDATE of the picked
-    rows and, with `audit` (the actor's audit_log fields), one `dial_queue_lease` audit row per
-    number. Rows another transaction is leasing right now are skipped, not waited for, and
-    PostgreSQL re-checks the predicate on a row whose lease committed meanwhile, so a number goes
-    to exactly one holder. (NO KEY: the lease changes no key, so it does not block call_events'
-    foreign-key locks.) The project's status is read by the statement too (a paused or deleted
-    project hands out nothing). `time_cond`: the time rules already built
-    (models/dialing/queue_plan.py); None reads their inputs first.
-    """
+    """Hand out up to `count` eligible numbers to `holder` (one statement: `lease_statement`);
+    the caller commits at once. `time_cond`: the time rules already built; None reads their
+    inputs first. `audit`: the actor's audit_log fields (user_id or actor), None: no audit rows.
+    The API runs the same statement compiled once a minute (models/dialing/queue_plan.py)."""
     rules = rules or DEFAULTS
     project_id = project if isinstance(project, int) else project.id
     if count <= 0:
         return []
     if time_cond is None:
         time_cond = time_condition(session, now, [project_id], config)  # type: ignore[arg-type]
-    cond = row_conditions(rules, now, time_cond).rows()
     until = now + dt.timedelta(seconds=lease_seconds)
+    A = AuditLog.__table__
+    stmt = lease_statement(
+        project_id, rules, time_cond,
+        LeaseValues(
+            now=literal(now, TIMESTAMP(timezone=True)),
+            until=literal(until, TIMESTAMP(timezone=True)),
+            count=literal(count),
+            holder=literal(holder, T.c.leased_by.type),
+            user_id=literal((audit or {}).get("user_id"), A.c.user_id.type),
+            actor=literal((audit or {}).get("actor"), A.c.actor.type),
+        ),
+        audited=audit is not None,
+    )  # fmt: skip
+    return leased_rows(session.execute(stmt).all(), until)
+
+
+def leased_rows(rows: Sequence[Any], until: dt.datetime) -> list[Leased]:
+    # UPDATE ... RETURNING comes back in the order rows were updated, not the CTE's: hand them
+    # out in the order's tiers, each in (priority desc, id) order.
+    rows = sorted(rows, key=lambda r: (r[5], -r[4], r[0]))
+    return [Leased(r[0], r[1], r[2], r[3], r[4], until) for r in rows]
+
+
+@dataclass(frozen=True)
+class LeaseValues:
+    """The per-call values of a lease statement, as SQL (literals, or placeholders)."""
+
+    now: ColumnElement[Any]
+    until: ColumnElement[Any]
+    count: ColumnElement[Any]
+    holder: ColumnElement[Any]
+    user_id: ColumnElement[Any]
+    actor: ColumnElement[Any]
+
+
+def lease_statement(
+    project_id: int,
+    rules: Rules,
+    time_cond: ColumnElement[bool],
+    v: LeaseValues,
+    *,
+    audited: bool,
+) -> Select[Any]:
+    """ONE statement: per tier of the order a `SELECT ... FOR NO KEY UPDATE SKIP LOCKED` CTE
+    (a later tier takes what the earlier ones left of `count`), the UPDATE of the picked rows
+    and (`audited`) one `dial_queue_lease` audit row per number. Rows another transaction is
+    leasing right now are skipped, not waited for, and PostgreSQL re-checks the predicate on a
+    row whose lease committed meanwhile, so a number goes to exactly one holder. (NO KEY: the
+    lease changes no key, so it does not block call_events' foreign-key locks.) The project's
+    status is read by the statement too: a paused or deleted project hands out nothing."""
+    cond = row_conditions(rules, v.now, time_cond).rows()
     live = _live(project_id)
     tiers: list[Any] = []
     for i, tier in enumerate(order_tiers(rules.hand_out_order)):
         # LIMIT of a later tier: what the earlier ones left (0: its scan never starts).
         taken = [select(func.count()).select_from(t).scalar_subquery() for t in tiers]
-        limit: Any = literal(count) - sum(taken) if taken else count
+        limit: Any = v.count - sum(taken) if taken else v.count
         tiers.append(
             select(P.id, P.status, literal(i).label("tier"))
-            .where(P.project_id == project_id, now >= DUE, live, cond, tier)
+            .where(P.project_id == project_id, v.now >= DUE, live, cond, tier)
             .order_by(PRIORITY_DESC, P.id)
             .limit(limit)
             .with_for_update(skip_locked=True, key_share=True)
@@ -259,7 +312,7 @@ def lease(
     updated = (
         update(T)
         .where(T.c.id == picked.c.id)
-        .values(status="in_progress", leased_until=until, leased_by=holder)
+        .values(status="in_progress", leased_until=v.until, leased_by=v.holder)
         .returning(
             T.c.id,
             T.c.phone_number,
@@ -271,19 +324,16 @@ def lease(
         .cte("updated")
     )
     stmt = select(updated)
-    if audit is not None:
-        stmt = stmt.add_cte(_audit_rows(updated, audit, holder, project_id))
-    # UPDATE ... RETURNING comes back in the order rows were updated, not the CTE's: hand them
-    # out in the order's tiers, each in (priority desc, id) order.
-    rows = sorted(session.execute(stmt).all(), key=lambda r: (r[5], -r[4], r[0]))
-    return [Leased(r[0], r[1], r[2], r[3], r[4], until) for r in rows]
+    if audited:
+        stmt = stmt.add_cte(_audit_rows(updated, v, project_id))
+    return stmt
 
 
-def _audit_rows(updated: Any, audit: dict[str, Any], holder: str, project_id: int) -> Any:
+def _audit_rows(updated: Any, v: LeaseValues, project_id: int) -> Any:
     A = AuditLog.__table__
     changes = func.jsonb_build_object(
         "status", func.jsonb_build_array(updated.c.status, literal("in_progress")),
-        "leased_by", func.jsonb_build_array(null(), literal(holder)),
+        "leased_by", func.jsonb_build_array(null(), v.holder),
         "project_id", literal(project_id),
     )  # fmt: skip
     return (
@@ -291,8 +341,8 @@ def _audit_rows(updated: Any, audit: dict[str, Any], holder: str, project_id: in
         .from_select(
             ["user_id", "actor", "action", "entity_type", "entity_id", "changes"],
             select(
-                literal(audit.get("user_id"), A.c.user_id.type),
-                literal(audit.get("actor"), A.c.actor.type),
+                v.user_id,
+                v.actor,
                 literal("dial_queue_lease"),
                 literal("phone_number"),
                 updated.c.id,
