@@ -49,7 +49,6 @@ from api.schemas.dial_queue import (
     ResetOut,
 )
 from api.scope import get_project_or_404, project_filter
-from api.security import TokenClaims
 from api.strict_query import StrictQuery
 from models.dialing import queue, queue_rules, queue_state
 from models.dialing.policy import PolicyConfig
@@ -97,15 +96,24 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-async def lease_claims(
+async def lease_actor(
+    request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_api_key: Annotated[str | None, Header(description="the softphone service key")] = None,
-) -> TokenClaims | None:
-    """Who leases, checked before the body (401 before 400) and without a database read or a
-    threadpool hop: None for the SoftPhone service key, else a signed token's claims (its user
-    is read with the lease, in the same thread hop)."""
-    return None if is_service_key(settings, x_api_key) else token_claims(settings, credentials)
+) -> QueueActor:
+    """Who leases, checked before the body (401 before 400): the SoftPhone service key without
+    a database read or a threadpool hop (the dialers' hot path); a user token's user (active,
+    current epoch, not revoked) in one hop."""
+    if is_service_key(settings, x_api_key):
+        return QueueActor(None)
+    claims = token_claims(settings, credentials)
+
+    def check() -> CurrentUser:
+        with request.app.state.engine.connect() as conn:
+            return user_of(conn, claims)
+
+    return QueueActor(await run_in_threadpool(check))
 
 
 @router.post(
@@ -118,7 +126,7 @@ async def lease(
     body: LeaseIn,
     request: Request,
     settings: SettingsDep,
-    claims: Annotated[TokenClaims | None, Depends(lease_claims)],
+    actor: Annotated[QueueActor, Depends(lease_actor)],
 ) -> Response:
     """The hottest dial-queue path (agents and dialers poll it): one thread hop, a bare
     autocommit connection, and for the service key ONE statement per lease (lease and audit
@@ -133,10 +141,8 @@ async def lease(
         with state.engine.connect() as conn:
             # Autocommit: the lease is one atomic statement; no BEGIN / COMMIT round trips.
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            actor = QueueActor(None)
-            if claims is not None:
-                actor = QueueActor(user_of(conn, claims))
-                _visible_or_404(conn, actor.user, project_id)  # type: ignore[arg-type]
+            if actor.user is not None:
+                _visible_or_404(conn, actor.user, project_id)
             leased = plans.get(conn, project_id, now).lease(
                 conn,
                 holder=body.holder,
@@ -146,7 +152,7 @@ async def lease(
                 config=config,
                 audit=actor.audit_fields,
             )
-            if not leased and claims is None:  # nothing handed out: say 404 if it is why
+            if not leased and actor.user is None:  # nothing handed out: 404 if it is why
                 _visible_or_404(conn, None, project_id)
             return leased
 
