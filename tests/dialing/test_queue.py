@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import Engine, select, text, update
@@ -424,3 +425,29 @@ def test_numbers_list_eligible_now_is_the_queue_predicate(session, factory) -> N
         own = set(session.scalars(select(PhoneNumber.id).where(
             PhoneNumber.project_id == p.id, cond.eligible())))  # fmt: skip
         assert own == listed(True, project_id=p.id)
+
+
+def test_plan_cache_staleness_is_bounded_and_invalidate_drops_it(session, factory) -> None:
+    """A lease plan (rules + time inputs) is reused for `ttl` seconds, then re-read; the
+    minute's compiled statement survives a re-read that finds the same inputs."""
+    from models.dialing import queue_plan
+
+    project = factory.project()
+    conn, t = session.connection(), now()
+    cache = queue_plan.PlanCache(60)
+    first = cache.get(conn, project.id, t)
+    sql = first.minute(t, ALL_DAY, conn.dialect).lease_sql
+    factory.session.add(ProjectDialingRules(project_id=project.id, max_attempts=2,
+                        min_gap_seconds=0, outcomes={}))  # fmt: skip
+    factory.session.commit()
+    conn = session.connection()
+    assert cache.get(conn, project.id, t).rules.max_attempts == 5  # within ttl: the old read
+    cache.invalidate()
+    assert cache.get(conn, project.id, t).rules.max_attempts == 2
+    assert queue_plan.PlanCache(0).get(conn, project.id, t).rules.max_attempts == 2
+    short = queue_plan.PlanCache(0.01)
+    a = short.get(conn, project.id, t)
+    sql = a.minute(t, ALL_DAY, conn.dialect).lease_sql
+    time.sleep(0.02)
+    b = short.get(conn, project.id, t)  # expired, re-read, same inputs: same compiled minute
+    assert b is not a and b.minute(t, ALL_DAY, conn.dialect).lease_sql is sql
