@@ -65,6 +65,13 @@ def number_filters(
         bool | None,
         Query(description="may be called at this moment (local hours, holidays, schedule, DNC)"),
     ] = None,
+    eligible_now: Annotated[
+        bool | None,
+        Query(
+            description="the dial queue could hand it out now (its eligibility rule: project "
+            "active, rules, retries, leases, DNC, callable hours; docs/dial-queue.md)"
+        ),
+    ] = None,
     include_dnc: Annotated[
         bool | None, Query(description="exports: keep do-not-call numbers (default: left out)")
     ] = None,
@@ -88,6 +95,7 @@ def number_filters(
         "region": region,
         "timezone_source": timezone_source,
         "callable_now": callable_now,
+        "eligible_now": eligible_now,
         "include_dnc": include_dnc,
         "source_load_id": source_load_id,
     }

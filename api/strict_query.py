@@ -26,7 +26,7 @@ def _declared(route: Any) -> frozenset[str]:
     return _allowed[key]
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:  # async: no threadpool hop
     route = request.scope.get("route")
     if route is None or not request.query_params:
         return

@@ -62,6 +62,7 @@ from benchmarks.bench_softphone import (
     post_bytes,
     webhook_check,
 )
+from benchmarks.cpu import CpuMeter, postmaster_pid
 from benchmarks.serve import start_api, stop_api
 from models import migrate
 
@@ -160,31 +161,36 @@ def state_check(status: int, body: bytes) -> str | None:
     return None if status == 200 else f"HTTP {status}: {body[:200]!r}"
 
 
-async def run_phases(args: argparse.Namespace, port: int) -> tuple[list[Stats], Leases]:
+async def run_phases(
+    args: argparse.Namespace, port: int, meter: CpuMeter
+) -> tuple[list[Stats], Leases]:
     scale = 0.25 if args.quick else 1.0
     rng, leases, out = random.Random(15), Leases(), []
 
     s = Stats(f"lease alone, {args.holders} holders", "leases")
-    await holders_loop(s, port, leases, args.holders, args.lease_seconds,
-                       max_seconds=20 * scale)  # fmt: skip
+    with meter.phase(s.name):
+        await holders_loop(s, port, leases, args.holders, args.lease_seconds,
+                           max_seconds=20 * scale)  # fmt: skip
     out.append(s)
 
     lease = Stats(f"lease + webhook @{args.rate:.0f}/s", "leases")
     hooks = Stats(f"webhook @{args.rate:.0f}/s during leases", "events")
-    await asyncio.gather(
-        holders_loop(lease, port, leases, args.holders, args.lease_seconds,
-                     max_seconds=40 * scale),
-        open_loop(hooks, "127.0.0.1", port, args.rate, event_maker(rng, leases),
-                  webhook_check(hooks), max_items=int(args.rate * 40 * scale),
-                  max_seconds=40 * scale),
-    )  # fmt: skip
+    with meter.phase(lease.name):  # one figure per lease for both paths: they share processes
+        await asyncio.gather(
+            holders_loop(lease, port, leases, args.holders, args.lease_seconds,
+                         max_seconds=40 * scale),
+            open_loop(hooks, "127.0.0.1", port, args.rate, event_maker(rng, leases),
+                      webhook_check(hooks), max_items=int(args.rate * 40 * scale),
+                      max_seconds=40 * scale),
+        )  # fmt: skip
     out.extend([lease, hooks])
 
     path = f"/api/projects/{PROJECT}/dial-queue/"
     s = Stats("queue state, c=4", "calls")
-    await closed_loop(s, "127.0.0.1", port, 4,
-                      lambda: (get_bytes(path, {"X-API-Key": API_KEY}), 1), state_check,
-                      max_items=2000, max_seconds=20 * scale)  # fmt: skip
+    with meter.phase(s.name):
+        await closed_loop(s, "127.0.0.1", port, 4,
+                          lambda: (get_bytes(path, {"X-API-Key": API_KEY}), 1), state_check,
+                          max_items=2000, max_seconds=20 * scale)  # fmt: skip
     out.append(s)
     return out, leases
 
@@ -241,12 +247,16 @@ def main(argv: list[str] | None = None) -> int:
                 },
             )  # fmt: skip
             print(f"API up: uvicorn --workers {args.workers} on 127.0.0.1:{args.port}")
-            stats, leases = uvloop.run(run_phases(args, args.port))
+            pg = postmaster_pid(db_url)
+            meter = CpuMeter({"api": proc.pid, **({"pg": pg} if pg else {})})
+            stats, leases = uvloop.run(run_phases(args, args.port, meter))
         finally:
             if proc is not None:
                 stop_api(proc)
         for st in stats:
             print(st.line())
+            if st.name in meter.spent:
+                print(f"{'':<26} {meter.per_item(st.name, st.items)}")
             for err in st.errors[:5]:
                 print(f"{'':<26} ERROR {err}")
         print(f"queue state p95 {p95(stats[-1]):.1f} ms; numbers leased {len(leases.holder_of):,}; "

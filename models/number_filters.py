@@ -72,6 +72,7 @@ FILTER_NAMES = frozenset(
         "region",
         "timezone_source",
         "callable_now",
+        "eligible_now",  # the dial queue's eligibility (models/dialing/queue.py)
         "include_dnc",  # exports only: numbers on a do-not-call list are left out unless true
         "source_load_id",
     }
@@ -102,6 +103,10 @@ class NumberFilters:
     # `with_callable` (it reads the holidays and schedules); number_conditions refuses without.
     callable_now: bool | None = None
     callable_predicate: Any = field(default=None, compare=False, repr=False)
+    # eligible_now=true|false: the dial queue's eligibility (a lease could hand it out now:
+    # rules, retries, leases, DNC, hours, project active), set by `with_callable` too.
+    eligible_now: bool | None = None
+    eligible_predicate: Any = field(default=None, compare=False, repr=False)
     include_dnc: bool = False
     source_load_id: int | None = None  # the load that inserted the number (number_loads.id)
 
@@ -140,6 +145,7 @@ class NumberFilters:
                 "timezone_source", params.get("timezone_source"), TIMEZONE_SOURCES
             ),
             callable_now=_bool("callable_now", params.get("callable_now")),
+            eligible_now=_bool("eligible_now", params.get("eligible_now")),
             include_dnc=bool(_bool("include_dnc", params.get("include_dnc"))),
             source_load_id=_positive("source_load_id", params.get("source_load_id")),
         )
@@ -190,34 +196,43 @@ def number_conditions(f: NumberFilters) -> list[ColumnElement[bool]]:
         if f.callable_predicate is None:
             raise FilterError("callable_now needs with_callable() before the query is built")
         out.append(f.callable_predicate if f.callable_now else not_(f.callable_predicate))
+    if f.eligible_now is not None:
+        if f.eligible_predicate is None:
+            raise FilterError("eligible_now needs with_callable() before the query is built")
+        out.append(f.eligible_predicate if f.eligible_now else not_(f.eligible_predicate))
     return out
 
 
 def with_callable(
     session: Session, f: NumberFilters, now: dt.datetime | None = None
 ) -> NumberFilters:
-    """`f` with its callable_now predicate computed for `now` (default: this moment)."""
-    if f.callable_now is None:
+    """`f` with its callable_now / eligible_now predicates computed for `now` (default: this
+    moment)."""
+    if f.callable_now is None and f.eligible_now is None:
         return f
     from models.dialing.eligibility import callable_condition
     from models.dialing.policy import PolicyConfig
+    from models.dialing.queue import eligible_condition
     from models.settings import get_settings
 
     if f.project_id is not None:
         scope: tuple[int, ...] | None = (f.project_id,)
     else:
         scope = f.project_ids
-    predicate = callable_condition(
-        session, now or dt.datetime.now(dt.UTC), scope, PolicyConfig.from_settings(get_settings())
-    )
-    return replace(f, callable_predicate=predicate)
+    at = now or dt.datetime.now(dt.UTC)
+    config = PolicyConfig.from_settings(get_settings())
+    if f.callable_now is not None:
+        f = replace(f, callable_predicate=callable_condition(session, at, scope, config))
+    if f.eligible_now is not None:
+        f = replace(f, eligible_predicate=eligible_condition(session, at, scope, config))
+    return f
 
 
 def filters_as_params(f: NumberFilters) -> dict[str, Any]:
     """The non-empty filters as JSON-safe query parameters (audit rows, job params)."""
     out: dict[str, Any] = {}
     for name in sorted(FILTER_NAMES - {"status", "phone", "timezone_source"}):
-        if (name == "callable_now" and f.callable_now is None) or (
+        if (name in ("callable_now", "eligible_now") and getattr(f, name) is None) or (
             name == "include_dnc" and not f.include_dnc
         ):
             continue

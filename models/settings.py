@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # Dial-queue state (GET /api/projects/{id}/dial-queue/) counts a whole project; each API
     # worker reuses its counts for this many seconds (0: count on every call).
     dial_queue_state_cache_seconds: float = Field(5.0, ge=0, le=3600)
+    # A lease reads the project's rules, schedule and the holidays at most this often per
+    # worker (models/dialing/queue_plan.py: the staleness bound for other workers; 0: per lease).
+    dial_queue_plan_cache_seconds: float = Field(5.0, ge=0, le=300)
 
     # Conversion (dbt) refresh schedule, a five-field cron expression (UTC).
     conversion_cron: str = Field("*/15 * * * *", pattern=r"^\S+( \S+){4}$")

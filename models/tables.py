@@ -238,13 +238,20 @@ class PhoneNumber(Base):
 
 
 # The dial queue's "next eligible in order" walk (models/dialing/queue.py): a partial index, so
-# numbers whose status is final (success) are not in it at all. Defined after the class: a
+# numbers whose status is final (success) are not in it at all; the two trailing keys (the later
+# of next attempt and lease expiry, and the attempts) let the walk pass over leased, waiting and
+# exhausted numbers on the index entry (migration 0009_lease_index). Defined after the class: a
 # DESC key needs the column object.
+DIAL_QUEUE_DUE = (
+    "COALESCE(GREATEST(next_attempt_at, leased_until), '-infinity'::timestamp with time zone)"
+)
 Index(
     "ix_phone_numbers_dial_queue",
     PhoneNumber.project_id,
     PhoneNumber.priority.desc(),
     PhoneNumber.id,
+    text(f"({DIAL_QUEUE_DUE})"),
+    PhoneNumber.call_attempts,
     postgresql_where=text("status <> 'success'"),
 )
 

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.orm import Session
 
 from api import audit
@@ -32,6 +33,7 @@ from api.deps import (
     user_of,
 )
 from api.errors import not_found
+from api.queue_plans import plan_cache
 from api.routers.softphone import is_service_key
 from api.schemas.common import IdPath
 from api.schemas.dial_queue import (
@@ -46,7 +48,7 @@ from api.schemas.dial_queue import (
     ResetIn,
     ResetOut,
 )
-from api.scope import get_project_or_404
+from api.scope import get_project_or_404, project_filter
 from api.strict_query import StrictQuery
 from models.dialing import queue, queue_rules, queue_state
 from models.dialing.policy import PolicyConfig
@@ -94,50 +96,68 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+async def lease_actor(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_api_key: Annotated[str | None, Header(description="the softphone service key")] = None,
+) -> QueueActor:
+    """Who leases, checked before the body (401 before 400): the SoftPhone service key without
+    a database read or a threadpool hop (the dialers' hot path); a user token's user (active,
+    current epoch, not revoked) in one hop."""
+    if is_service_key(settings, x_api_key):
+        return QueueActor(None)
+    claims = token_claims(settings, credentials)
+
+    def check() -> CurrentUser:
+        with request.app.state.engine.connect() as conn:
+            return user_of(conn, claims)
+
+    return QueueActor(await run_in_threadpool(check))
+
+
 @router.post(
     "/{project_id}/dial-queue/lease/",
     response_model=LeaseOut,
     summary="Lease up to `count` eligible numbers to one holder, in the project's order",
 )
-def lease(
+async def lease(
     project_id: IdPath,
     body: LeaseIn,
-    session: SessionDep,
+    request: Request,
     settings: SettingsDep,
-    actor: QueueActorDep,
-) -> LeaseOut:
-    project = _project(session, actor, project_id)
+    actor: Annotated[QueueActor, Depends(lease_actor)],
+) -> Response:
+    """The hottest dial-queue path (agents and dialers poll it): one thread hop, a bare
+    autocommit connection, and for the service key ONE statement per lease (lease and audit
+    rows together, models/dialing/queue.py); the project's rules and time inputs come from
+    the per-process plan cache (models/dialing/queue_plan.py)."""
+    state = request.app.state
     now = _now()
-    leased = queue.lease(
-        session,
-        project,
-        holder=body.holder,
-        count=body.count,
-        lease_seconds=body.lease_seconds,
-        now=now,
-        config=PolicyConfig.from_settings(settings),
-        rules=queue_rules.load(session, project_id),
-    )
-    if leased:
-        session.execute(
-            insert(AuditLog),
-            [
-                {
-                    **actor.audit_fields,
-                    "action": "dial_queue_lease",
-                    "entity_type": "phone_number",
-                    "entity_id": n.id,
-                    "changes": {
-                        "status": [n.status_before, "in_progress"],
-                        "leased_by": [None, body.holder],
-                        "project_id": project_id,
-                    },
-                }
-                for n in leased
-            ],
-        )
-    session.commit()
-    return LeaseOut(
+    config = PolicyConfig.from_settings(settings)
+    plans = plan_cache(state)
+
+    def run() -> list[queue.Leased]:
+        with state.engine.connect() as conn:
+            # Autocommit: the lease is one atomic statement; no BEGIN / COMMIT round trips.
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if actor.user is not None:
+                _visible_or_404(conn, actor.user, project_id)
+            leased = plans.get(conn, project_id, now).lease(
+                conn,
+                holder=body.holder,
+                count=body.count,
+                lease_seconds=body.lease_seconds,
+                now=now,
+                config=config,
+                audit=actor.audit_fields,
+            )
+            if not leased and actor.user is None:  # nothing handed out: 404 if it is why
+                _visible_or_404(conn, None, project_id)
+            return leased
+
+    leased = await run_in_threadpool(run)
+    out = LeaseOut(
         holder=body.holder,
         leased_until=now + dt.timedelta(seconds=body.lease_seconds),
         numbers=[
@@ -151,6 +171,18 @@ def lease(
             for n in leased
         ],
     )
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+def _visible_or_404(conn: Connection, user: CurrentUser | None, project_id: int) -> None:
+    """The project exists, is not deleted and (for a user) is in the user's scope."""
+    stmt = (
+        select(Project.id).where(Project.id == project_id, Project.is_deleted.is_(False))
+        if user is None
+        else select(Project.id).where(Project.id == project_id, project_filter(user, Project.id))
+    )
+    if conn.scalar(stmt) is None:
+        raise not_found("Project not found.")
 
 
 @router.post(
@@ -202,7 +234,7 @@ def release(
     response_model=QueueStateOut,
     summary="Queue state: eligible now, waiting for a retry, outside hours, exhausted, ...",
     description="Counts of the whole project, at most `NUMBASE_DIAL_QUEUE_STATE_CACHE_SECONDS` "
-    "old (`at` is when they were counted).",
+    "old plus the time one count takes (`at` is when they were counted).",
 )
 def get_state(
     project_id: IdPath,
@@ -213,15 +245,23 @@ def get_state(
 ) -> QueueStateOut:
     project = _project(session, actor, project_id)  # scope first: the cache is per project
     ttl = settings.dial_queue_state_cache_seconds
+    if not ttl:
+        return _count_state(session, project, settings)
     cache: dict[int, tuple[float, QueueStateOut]] = request.app.state.__dict__.setdefault(
         "dial_queue_state_cache", {}
     )
+    counting: set[int] = request.app.state.__dict__.setdefault("dial_queue_state_counting", set())
     hit = cache.get(project_id)
-    if ttl and hit and hit[0] > time.monotonic():
+    if hit and (hit[0] > time.monotonic() or project_id in counting):
+        # Fresh, or stale while another request of this worker recounts: the old counts
+        # (a 2M-number project takes ~1-2 s to count; one caller per expiry pays it, not all).
         return hit[1]
-    out = _count_state(session, project, settings)
-    if ttl:
-        cache[project_id] = (time.monotonic() + ttl, out)
+    counting.add(project_id)
+    try:
+        out = _count_state(session, project, settings)
+    finally:
+        counting.discard(project_id)
+    cache[project_id] = (time.monotonic() + ttl, out)
     return out
 
 

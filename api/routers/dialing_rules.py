@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from api import audit
 from api.deps import ClientDep, CurrentUser, SessionDep, UserDep
+from api.queue_plans import DropPlansAfterWrite
 from api.schemas.common import IdPath
 from api.schemas.dial_queue import DialingRulesOut, DialingRulesPatch, DialingRulesPut
 from api.scope import get_project_or_404
@@ -19,7 +20,9 @@ from models.dialing import queue_rules
 from models.dialing.queue_rules import OutcomeRule, Rules
 from models.tables import ProjectDialingRules
 
-router = APIRouter(prefix="/api/projects", tags=["dial queue"], dependencies=[StrictQuery])
+router = APIRouter(
+    prefix="/api/projects", tags=["dial queue"], dependencies=[StrictQuery, DropPlansAfterWrite]
+)
 
 
 def _rules_out(project_id: int, rules: Rules) -> DialingRulesOut:

@@ -13,11 +13,14 @@ from sqlalchemy import select
 from api import audit
 from api.deps import AdminDep, ClientDep, SessionDep, UserDep
 from api.errors import conflict, not_found
+from api.queue_plans import DropPlansAfterWrite
 from api.schemas.dialing import HolidayIn, HolidayOut
 from api.strict_query import StrictQuery
 from models.tables import Holiday
 
-router = APIRouter(prefix="/api/holidays", tags=["dialing"], dependencies=[StrictQuery])
+router = APIRouter(
+    prefix="/api/holidays", tags=["dialing"], dependencies=[StrictQuery, DropPlansAfterWrite]
+)
 _FIELDS = ("day", "name", "is_working_day")
 
 

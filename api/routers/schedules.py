@@ -16,6 +16,7 @@ from api.crud import apply_update, commit_and_refresh, insert_audited
 from api.deps import ClientDep, SessionDep, UserDep
 from api.errors import FieldError, not_found
 from api.pagination import Page, PageDep, apply_ordering, paginate
+from api.queue_plans import DropPlansAfterWrite
 from api.schemas.common import IdPath, Ordering
 from api.schemas.schedules import (
     ScheduleCreate,
@@ -28,7 +29,9 @@ from api.strict_query import StrictQuery
 from models.tables import ProjectSchedule
 
 router = APIRouter(
-    prefix="/api/projects/{project_id}/schedules", tags=["schedules"], dependencies=[StrictQuery]
+    prefix="/api/projects/{project_id}/schedules",
+    tags=["schedules"],
+    dependencies=[StrictQuery, DropPlansAfterWrite],
 )
 
 ORDERING = {

@@ -167,6 +167,27 @@ def callable_condition(
     )
 
 
+@dataclass(frozen=True)
+class TimeInputs:
+    """What the time rules read from the database: holidays near `loaded_for`, the projects'
+    schedules, the ambiguous-zone sets. Small, and the same for every row; the dial queue keeps
+    them a few seconds per process (models/dialing/queue_plan.py)."""
+
+    calendar: policy.Calendar
+    schedules: dict[int, policy.Schedule]
+    sets: tuple[tuple[int, tuple[str, ...]], ...]
+
+
+def load_time_inputs(
+    session: Session, now: dt.datetime, project_ids: Sequence[int] | None
+) -> TimeInputs:
+    sets = tuple(
+        (r[0], tuple(r[1] or ()))
+        for r in session.execute(select(TimezoneSet.id, TimezoneSet.zones))
+    )
+    return TimeInputs(load_calendar(session, now), load_schedules(session, project_ids), sets)
+
+
 def time_condition(
     session: Session,
     now: dt.datetime,
@@ -175,17 +196,23 @@ def time_condition(
 ) -> ColumnElement[bool]:
     """The time rules alone (local hours, holidays, schedules), without the do-not-call check:
     for callers that test DNC their own way (the dial queue). May be NULL; coalesce it."""
-    calendar = load_calendar(session, now)
-    schedules = load_schedules(session, project_ids)
-    sets = [(r[0], r[1]) for r in session.execute(select(TimezoneSet.id, TimezoneSet.zones))]
+    return time_condition_of(load_time_inputs(session, now, project_ids), now, config)
+
+
+def time_condition_of(
+    inputs: TimeInputs, now: dt.datetime, config: policy.PolicyConfig
+) -> ColumnElement[bool]:
+    """`time_condition` from inputs already read. Exact for the whole UTC minute of `now`: the
+    windows are whole minutes and so are today's zone offsets."""
+    schedules = inputs.schedules
     groups: dict[Any, list[int]] = {}
     for pid, schedule in schedules.items():
         groups.setdefault(schedule.key(), []).append(pid)
     branches: list[ColumnElement[bool]] = []
     for pids in groups.values():
-        snap = _snapshot(now, calendar, schedules[pids[0]], config, sets)
+        snap = _snapshot(now, inputs.calendar, schedules[pids[0]], config, inputs.sets)
         branches.append(and_(P.project_id.in_(sorted(pids)), _time_ok(snap)))
-    default = _snapshot(now, calendar, policy.NO_SCHEDULE, config, sets)
+    default = _snapshot(now, inputs.calendar, policy.NO_SCHEDULE, config, inputs.sets)
     scheduled = sorted(schedules)
     branches.append(
         and_(P.project_id.not_in(scheduled), _time_ok(default)) if scheduled else _time_ok(default)

@@ -84,8 +84,8 @@ def numbers_export(
 
 
 def _with_callable(postgres: PostgresResource, filters: NumberFilters) -> NumberFilters:
-    """callable_now is decided when the export runs (models/dialing/eligibility.py)."""
-    if filters.callable_now is None:
+    """callable_now / eligible_now are decided when the export runs (models/dialing/)."""
+    if filters.callable_now is None and filters.eligible_now is None:
         return filters
     engine = make_engine(postgres.url(), pool_size=None)
     try:

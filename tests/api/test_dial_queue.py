@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from models.settings import Settings, load_settings
-from models.tables import AuditLog, DncEntry, PhoneNumber
+from models.tables import AuditLog, DncEntry, PhoneNumber, Project
 from tests.api.conftest import TEST_SETTINGS
 from tests.api.test_softphone_webhook import ev, post
 
@@ -297,6 +297,62 @@ def test_queue_state_cache_is_per_project_and_after_the_scope_check(
         assert again == first and again["total"] == 1  # reused, `at` says when counted
         # Cached or not, another project's manager is not let in.
         assert c.get(q(project.id), headers=other_manager.headers).status_code == 404
+
+
+def test_lease_reads_project_state_itself_and_sees_a_rules_change_at_once(
+    client, admin, manager, factory, session
+) -> None:
+    """The lease statement checks the project (paused: nothing; deleted: 404) at that instant,
+    and a rules change through this process reaches its next lease despite the plan cache."""
+    project = factory.project(members=[manager.user])
+    once = factory.number(project, call_attempts=1, status="no_answer", **MSK)
+    body = {"holder": "a", "count": 5}
+    session.execute(update(Project).where(Project.id == project.id).values(status="paused"))
+    session.commit()
+    paused = client.post(q(project.id, "lease/"), headers=KEY, json=body)
+    assert paused.status_code == 200 and paused.json()["numbers"] == []  # the plan is cached now
+    session.execute(update(Project).where(Project.id == project.id).values(status="active"))
+    session.commit()
+    patch = client.patch(rules_url(project.id), headers=manager.headers, json={"max_attempts": 1})
+    assert patch.status_code == 200, patch.text
+    assert client.post(q(project.id, "lease/"), headers=KEY, json=body).json()["numbers"] == []
+    client.patch(rules_url(project.id), headers=manager.headers, json={"max_attempts": 2})
+    got = client.post(q(project.id, "lease/"), headers=KEY, json=body).json()["numbers"]
+    assert [n["id"] for n in got] == [once.id]
+    rows = session.execute(select(AuditLog.actor, AuditLog.entity_id, AuditLog.changes).where(
+        AuditLog.action == "dial_queue_lease")).all()  # fmt: skip
+    assert rows == [("service:softphone", once.id, {"status": ["no_answer", "in_progress"],
+                     "leased_by": [None, "a"], "project_id": project.id})]  # fmt: skip
+    session.execute(update(Project).where(Project.id == project.id).values(
+        is_deleted=True, deleted_at=dt.datetime.now(dt.UTC), status="deleted"))  # fmt: skip
+    session.commit()
+    gone = client.post(q(project.id, "lease/"), headers=KEY, json=body)
+    assert gone.status_code == 404
+    assert (
+        client.post(q(project.id, "lease/"), headers=manager.headers, json=body).status_code == 404
+    )
+
+
+def test_numbers_list_eligible_now_filter(client, manager, factory) -> None:
+    """GET /api/phone-numbers/?eligible_now=: a leased or exhausted number is never eligible,
+    whatever the hour (the predicate itself: tests/dialing/test_queue.py); a bad value is a 400
+    naming the field."""
+    project = factory.project(members=[manager.user])
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    leased = factory.number(project, status="in_progress", leased_by="a", leased_until=soon, **MSK)
+    spent = factory.number(project, call_attempts=5, status="no_answer", **MSK)
+
+    def ids(value: str) -> set[int]:
+        resp = client.get("/api/phone-numbers/", headers=manager.headers,
+                          params={"project_id": project.id, "eligible_now": value})  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        return {r["id"] for r in resp.json()["results"]}
+
+    assert ids("true") == set() and ids("false") == {leased.id, spent.id}
+    bad = client.get(
+        "/api/phone-numbers/", headers=manager.headers, params={"eligible_now": "maybe"}
+    )
+    assert bad.status_code == 400 and "eligible_now" in bad.text
 
 
 # --- a real socket: 50 lease calls at once ---------------------------------------------------

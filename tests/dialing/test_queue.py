@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import Engine, select, text, update
@@ -313,3 +314,140 @@ def test_import_priority_column_sets_priority_and_rejects_bad_cells(
         select(PhoneNumber.attributes).where(PhoneNumber.phone_number == "+79161110002")
     )
     assert kept == {"priority": " -7 "}  # the cell as sent stays in attributes
+
+
+def test_two_tiers_in_one_statement_with_fifty_holders(db: Engine, database_url, factory) -> None:
+    """fresh_first: each lease is one statement whose second tier takes what the first left;
+    50 holders asking for 3 at once, across the tier boundary, never share a number and get
+    exactly the eligible set, each answer in the order's tiers."""
+    project = factory.project()
+    factory.session.add(ProjectDialingRules(project_id=project.id, max_attempts=5,
+                        min_gap_seconds=0, hand_out_order="fresh_first", outcomes={}))  # fmt: skip
+    factory.session.commit()
+    fresh = {factory.number(project, **MSK).id for _ in range(70)}
+    retries = {factory.number(project, call_attempts=1, status="no_answer", **MSK).id
+               for _ in range(70)}  # fmt: skip
+    rules = queue_rules.load(factory.session, project.id)
+    engine = make_engine(database_url, pool_size=50)
+    got: dict[str, list[list[int]]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(50)
+
+    def holder(name: str) -> None:
+        mine: list[list[int]] = []
+        try:
+            with engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")  # as the API
+                start.wait()
+                while leased := queue.lease(conn, project.id, holder=name, count=3,
+                                            lease_seconds=300, now=now(), config=ALL_DAY,
+                                            rules=rules, audit={"actor": "t"}):  # fmt: skip
+                    mine.append([x.id for x in leased])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        got[name] = mine
+
+    threads = [threading.Thread(target=holder, args=(f"agent-{i}",)) for i in range(50)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    engine.dispose()
+    assert not errors, errors
+    handed = [i for answers in got.values() for ids in answers for i in ids]
+    assert len(handed) == len(set(handed)), "a number went to two holders"
+    assert set(handed) == fresh | retries
+    for answers in got.values():  # within one answer: fresh numbers before retries
+        for ids in answers:
+            kinds = [i in retries for i in ids]
+            assert kinds == sorted(kinds), ids
+    with Session(db) as s:  # one audit row per number handed out, written by the statement
+        audited = s.scalars(text("SELECT entity_id FROM audit_log WHERE action = "
+                                 "'dial_queue_lease' AND actor = 't'")).all()  # fmt: skip
+    assert sorted(audited) == sorted(handed)
+
+
+def test_the_lease_walk_tests_due_and_attempts_on_the_index(session, factory) -> None:
+    """Leased and waiting numbers pile up at the front of a worked project's walk; the walk
+    must pass over them on the index entry (Index Cond), not fetch each row (Filter). The
+    statement is the API's: compiled for the minute by the plan (models/dialing/queue_plan.py)."""
+    from models.dialing import queue_plan
+
+    project = factory.project()
+    factory.number(project, **MSK)
+    t = now()
+    conn = session.connection()
+    plan = queue_plan.read_plan(conn, project.id, t, 5)
+    sql = plan.minute(t, ALL_DAY, conn.dialect).lease_sql
+    params = {"dq_now": t, "dq_until": t, "dq_count": 1, "dq_holder": "x", "dq_user_id": None,
+              "dq_actor": "t"}  # fmt: skip
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    lines = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params)]
+    session.rollback()
+    walk = next(i for i, line in enumerate(lines) if "using ix_phone_numbers_dial_queue" in line)
+    cond = lines[walk + 1]
+    assert "GREATEST(next_attempt_at, leased_until)" in cond and "call_attempts <" in cond, lines
+
+
+def test_numbers_list_eligible_now_is_the_queue_predicate(session, factory) -> None:
+    """`eligible_now` on the numbers list (models/number_filters.py) is the lease's predicate:
+    per project's rules, across projects, and nothing of a paused project."""
+    from models.number_filters import NumberFilters, number_conditions, with_callable
+
+    t = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)  # 12:00 in Moscow on a Wednesday
+    strict = factory.project()
+    factory.session.add(ProjectDialingRules(project_id=strict.id, max_attempts=1,
+                        min_gap_seconds=0, hand_out_order="fresh_first", outcomes={}))  # fmt: skip
+    loose, paused = factory.project(), factory.project(status="paused")
+    factory.session.commit()
+    ok = {factory.number(p, **MSK).id for p in (strict, loose)}
+    ok.add(factory.number(loose, call_attempts=1, status="no_answer", **MSK).id)
+    not_ok = {
+        factory.number(strict, call_attempts=1, status="no_answer", **MSK).id,  # its max is 1
+        factory.number(loose, status="in_progress", leased_by="a",
+                       leased_until=t + dt.timedelta(minutes=1), **MSK).id,
+        factory.number(loose, status="no_answer", next_attempt_at=t + dt.timedelta(hours=1),
+                       **MSK).id,
+        factory.number(loose, timezone_source="unknown").id,
+        factory.number(paused, **MSK).id,
+    }  # fmt: skip
+
+    def listed(value: bool, **scope: Any) -> set[int]:
+        f = with_callable(session, NumberFilters(eligible_now=value, **scope), now=t)
+        return set(session.scalars(select(PhoneNumber.id).where(*number_conditions(f))))
+
+    assert listed(True) == ok and listed(False) == not_ok
+    assert listed(True, project_ids=(strict.id, paused.id)) == ok & listed(
+        True, project_id=strict.id
+    )
+    for p in (strict, loose, paused):  # the same set as the lease's own predicate
+        cond = queue.conditions(session, p, queue_rules.load(session, p.id), t, PolicyConfig())
+        own = set(session.scalars(select(PhoneNumber.id).where(
+            PhoneNumber.project_id == p.id, cond.eligible())))  # fmt: skip
+        assert own == listed(True, project_id=p.id)
+
+
+def test_plan_cache_staleness_is_bounded_and_invalidate_drops_it(session, factory) -> None:
+    """A lease plan (rules + time inputs) is reused for `ttl` seconds, then re-read; the
+    minute's compiled statement survives a re-read that finds the same inputs."""
+    from models.dialing import queue_plan
+
+    project = factory.project()
+    conn, t = session.connection(), now()
+    cache = queue_plan.PlanCache(60)
+    first = cache.get(conn, project.id, t)
+    sql = first.minute(t, ALL_DAY, conn.dialect).lease_sql
+    factory.session.add(ProjectDialingRules(project_id=project.id, max_attempts=2,
+                        min_gap_seconds=0, outcomes={}))  # fmt: skip
+    factory.session.commit()
+    conn = session.connection()
+    assert cache.get(conn, project.id, t).rules.max_attempts == 5  # within ttl: the old read
+    cache.invalidate()
+    assert cache.get(conn, project.id, t).rules.max_attempts == 2
+    assert queue_plan.PlanCache(0).get(conn, project.id, t).rules.max_attempts == 2
+    short = queue_plan.PlanCache(0.01)
+    a = short.get(conn, project.id, t)
+    sql = a.minute(t, ALL_DAY, conn.dialect).lease_sql
+    time.sleep(0.02)
+    b = short.get(conn, project.id, t)  # expired, re-read, same inputs: same compiled minute
+    assert b is not a and b.minute(t, ALL_DAY, conn.dialect).lease_sql is sql
