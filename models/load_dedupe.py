@@ -1,7 +1,7 @@
 """Dedupe beyond the project (projects.dedupe_scope / dedupe_window_days): the part of the bulk
 loader's one statement that finds staged numbers another project blocks, and reading them back.
 
-Set-based, in the INSERT's own statement (models/bulk.py `_insert`): one probe of
+Set-based, in the INSERT's own statement (models/bulk_insert.py `insert`): one probe of
 uq_phone_numbers_phone_project (phone first) per distinct staged number reads every row of that
 phone; the project's own row sorts first, so a number the project already has stays
 `already_present` (ON CONFLICT) and never counts as elsewhere. Blocking: any live project
@@ -18,6 +18,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from models import number_loads
+from models.bulk_types import ELSEWHERE_REASON, Reject, RejectSink
+from models.number_loads import DedupeRule
+
+# Rows per fetch of the blocked rows' cursor.
+_REPORT_BATCH = 50_000
 
 # A CTE of the loader's statement: needs `firsts` (phone, line) and the parameters
 # %(project)s, %(all_projects)s, %(since)s; the INSERT skips the phones of `skipped`.
@@ -43,6 +50,21 @@ ELSEWHERE = sql.SQL(
 )
 
 
+# The INSERT's filter once `skipped` is filled.
+_SKIP_WHERE = sql.SQL("WHERE NOT EXISTS (SELECT 1 FROM skipped s WHERE s.phone = f.phone)")
+
+
+def insert_parts(
+    conn: psycopg.Connection[Any], rule: DedupeRule, elsewhere: sql.Identifier
+) -> tuple[sql.Composable, sql.Composable, dict[str, Any]]:
+    """(the `skipped` CTE, the INSERT's WHERE, their parameters) for `rule` into `elsewhere`."""
+    params = {
+        "all_projects": rule.scope == "all_projects",
+        "since": number_loads.window_start(conn, rule),
+    }
+    return ELSEWHERE.format(elsewhere=elsewhere), _SKIP_WHERE, params
+
+
 def create_stage(conn: psycopg.Connection[Any]) -> sql.Identifier:
     """The temp table the blocked rows go to (private, gone at commit/rollback)."""
     name = sql.Identifier(f"numbase_elsewhere_{uuid.uuid4().hex[:12]}")
@@ -66,3 +88,13 @@ def blocked_rows(
         for line, phone, other in cur:
             yield int(line), str(phone), str(other)
     conn.execute(sql.SQL("DROP TABLE {}").format(stage))
+
+
+def report(conn: psycopg.Connection[Any], elsewhere: sql.Identifier, rejects: RejectSink) -> int:
+    """Hand every blocked row to `rejects` in line order (the other project's code only on the
+    report's side, Reject.other_project); -> how many."""
+    count = 0
+    for line, phone, other in blocked_rows(conn, elsewhere, _REPORT_BATCH):
+        count += 1
+        rejects(Reject(line, phone, ELSEWHERE_REASON, other_project=other))
+    return count
