@@ -86,6 +86,30 @@ _INSERT = """
 """
 
 
+def insert_statement(
+    conn: psycopg.Connection[Any],
+    stage: sql.Identifier,
+    project_id: int,
+    provider_id: int | None,
+    geo_id: int | None,
+    load_id: int | None,
+    rule: DedupeRule,
+    elsewhere: sql.Identifier | None,
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """`insert`'s statement and parameters (apart for EXPLAIN: benchmarks/bench_loader.py)."""
+    params: dict[str, Any] = {
+        "project": project_id, "provider": provider_id, "geo": geo_id, "load": load_id,
+    }  # fmt: skip
+    skip_cte, skip_where = sql.SQL(""), sql.SQL("")
+    if elsewhere is not None:
+        skip_cte, skip_where, skip_params = load_dedupe.insert_parts(conn, rule, elsewhere)
+        params.update(skip_params)
+    statement = sql.SQL(_INSERT).format(
+        stage=stage, skip_cte=skip_cte, skip_where=skip_where, on_dnc=LOADED_ON_DNC
+    )
+    return statement, params
+
+
 def insert(
     conn: psycopg.Connection[Any],
     stage: sql.Identifier,
@@ -101,15 +125,8 @@ def insert(
 
     Returns (distinct valid numbers, inserted rows, of the distinct ones on a DNC list).
     """
-    params: dict[str, Any] = {
-        "project": project_id, "provider": provider_id, "geo": geo_id, "load": load_id,
-    }  # fmt: skip
-    skip_cte, skip_where = sql.SQL(""), sql.SQL("")
-    if elsewhere is not None:
-        skip_cte, skip_where, skip_params = load_dedupe.insert_parts(conn, rule, elsewhere)
-        params.update(skip_params)
-    statement = sql.SQL(_INSERT).format(
-        stage=stage, skip_cte=skip_cte, skip_where=skip_where, on_dnc=LOADED_ON_DNC
+    statement, params = insert_statement(
+        conn, stage, project_id, provider_id, geo_id, load_id, rule, elsewhere
     )
     with insert_settings(conn):
         row = conn.execute(statement, params).fetchone()
