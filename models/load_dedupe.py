@@ -3,10 +3,10 @@ loader's one statement that finds staged numbers another project blocks, and rea
 
 Set-based, in the INSERT's own statement (models/bulk_insert.py `insert`): one probe of
 uq_phone_numbers_phone_project (phone first) per distinct staged number reads every row of that
-phone; the project's own row sorts first, so a number the project already has stays
-`already_present` (ON CONFLICT) and never counts as elsewhere. Blocking: any live project
-(all_projects), or a call in any project, live or deleted, at or after %(since)s
-(phone_numbers.last_call_at, the latest call; loads are not calls). The blocked rows go to a
+phone; a number the project already has stays `already_present` (ON CONFLICT) and never counts
+as elsewhere. Blocking: any live project (all_projects), or a call in any project, live or
+deleted, at or after %(since)s (phone_numbers.last_call_at, the latest call; loads are not
+calls). The blocked rows go to a
 second temp table, so the report can name the other project without a second pass.
 """
 
@@ -28,23 +28,23 @@ _REPORT_BATCH = 50_000
 
 # A CTE of the loader's statement: needs `firsts` (phone, line) and the parameters
 # %(project)s, %(all_projects)s, %(since)s; the INSERT skips the phones of `skipped`.
+# A plain join, grouped, rather than a LATERAL (... ORDER BY ... LIMIT 1) per staged number:
+# the same answer (a number the project has is never blocked; else the first blocking
+# project's code), without a sort node rescanned for each of a million numbers, most of which
+# match no row at all (docs/benchmarks.md, issue 16).
 ELSEWHERE = sql.SQL(
     """
     skipped AS (
         INSERT INTO {elsewhere} (line, phone, other)
-        SELECT f.line, f.phone, m.code
+        SELECT f.line, f.phone, min(p.code)
         FROM firsts f
-        CROSS JOIN LATERAL (
-            SELECT pn.project_id = %(project)s AS here, p.code
-            FROM phone_numbers pn JOIN projects p ON p.id = pn.project_id
-            WHERE pn.phone_number = f.phone
-              AND (pn.project_id = %(project)s
-                   OR (%(all_projects)s AND NOT p.is_deleted)
-                   OR pn.last_call_at >= %(since)s)
-            ORDER BY pn.project_id = %(project)s DESC, p.code
-            LIMIT 1
-        ) m
-        WHERE NOT m.here
+        JOIN phone_numbers pn ON pn.phone_number = f.phone
+        JOIN projects p ON p.id = pn.project_id
+        WHERE pn.project_id = %(project)s
+           OR (%(all_projects)s AND NOT p.is_deleted)
+           OR pn.last_call_at >= %(since)s
+        GROUP BY f.phone, f.line
+        HAVING NOT bool_or(pn.project_id = %(project)s)
         RETURNING phone
     ),"""
 )
