@@ -24,11 +24,14 @@ cold shared buffers, and the base itself is never modified):
    and (project_id, status, id) - all the read-latency aims need; `floor` only the primary key
    and the unique index the deduplication needs.
 
---dedupe runs only two variants, on the same clones: the loader with the project's default
-`project` dedupe scope, and with `all_projects` (docs/lead-quality.md), where the 5% numbers of
-another project are skipped as duplicate_elsewhere; both record their load (number_loads) as the
-API and SFTP imports do. It prints project-scope time / all_projects time (aim >= 0.85). A base
-built before migration 0007 is brought to head on each clone (outside the timing).
+--dedupe runs only three variants, alternating, each on a fresh clone: the loader with the
+project's default `project` dedupe scope, with `all_projects` (docs/lead-quality.md), where the 5%
+numbers of another project are skipped as duplicate_elsewhere, and with `project` plus a 30-day
+call window (numbers of any project whose last_call_at is within the window are skipped; the
+base's last_call_at spread over 2024-2044 makes ~30% of the other project's numbers "recent").
+All three record their load (number_loads) as the API and SFTP imports do. It prints
+project-scope time / each wider rule's time (aim >= 0.85). A base built before migration 0007
+is brought to head on each clone (outside the timing).
 
 Input (deterministic): ~83% new numbers (+7495...), 5% numbers of another project (new here),
 10% numbers already in project 1, 1% invalid, 1% in-file duplicates in another format; eight
@@ -47,6 +50,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from benchmarks.base import (
     BENCH_DATABASE,
@@ -60,8 +64,10 @@ from benchmarks.base import (
     ensure_base,
     table_ddl,
 )
-from models import migrate
-from models.bulk import RowChunk, chunked, load_numbers
+from models import bulk_insert, bulk_stage, load_dedupe, migrate, number_loads
+from models.bulk import LoadResult, RowChunk, chunked, load_numbers
+from models.bulk_dialing import Zones
+from models.bulk_types import RejectSink
 from models.number_loads import LoadSource
 from models.phones import normalize_many
 
@@ -72,6 +78,7 @@ _EXTRA = ["ix_phone_numbers_project_id_id", "ix_phone_numbers_status_id",
           "ix_phone_numbers_created_at_brin"]  # fmt: skip
 FLOOR_DROPS = {"aims-only": _EXTRA, "floor": [*_EXTRA, "ix_phone_numbers_project_status_id"]}
 RUN_DATABASE = "numbase_bench_run"
+EXPLAIN_ROWS = 300_000
 PROVIDER_ID, GEO_ID = 3, 7
 OTHER_PROJECT = 2
 # ../shared/spec/backend_plan_dev1.md, table 5, plus UNIQUE (project_id, phone_number).
@@ -265,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dedupe", action="store_true", help="only: project vs all_projects dedupe scope"
     )
+    parser.add_argument(
+        "--explain", action="store_true", help="with --dedupe: EXPLAIN ANALYZE each INSERT"
+    )
     args = parser.parse_args(argv)
     wall = time.perf_counter()
     with bench_server(args.url) as server_url:
@@ -278,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"(built in {time.perf_counter() - t:.1f} s)")  # fmt: skip
         assert len(new_rows) == expected, (len(new_rows), expected)
         sorted_rows = sorted(new_rows)
+        if args.dedupe and args.explain:
+            # The plans' shapes, not a timing: 300k of the (shuffled) input rows are enough.
+            return _explain_dedupe(server_url, values[:EXPLAIN_ROWS])
         if args.dedupe:
             return _dedupe_runs(server_url, values, expected, args.runs, wall)
         if not args.no_literal:
@@ -349,7 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-DEDUPE_VARIANTS = {"scope-project": "project", "scope-all-projects": "all_projects"}
+# variant -> (projects.dedupe_scope, projects.dedupe_window_days)
+DEDUPE_VARIANTS: dict[str, tuple[str, int | None]] = {
+    "scope-project": ("project", None),
+    "scope-all-projects": ("all_projects", None),
+    "scope-window-30d": ("project", 30),
+}
 
 
 def _dedupe_runs(
@@ -358,20 +376,22 @@ def _dedupe_runs(
     """The loader under each dedupe scope, alternating, each on a fresh clone of the base."""
     times: dict[str, list[float]] = {}
     for run in range(runs):
-        for variant, scope in DEDUPE_VARIANTS.items():
+        for variant, (scope, window) in DEDUPE_VARIANTS.items():
             url, clone_s = clone_database(server_url, BENCH_DATABASE, RUN_DATABASE)
             try:
                 migrate.upgrade(url)  # a base from before 0007_quality: add its columns
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(
-                        "UPDATE projects SET dedupe_scope = %s WHERE id = %s", (scope, BIG_PROJECT)
+                        "UPDATE projects SET dedupe_scope = %s, dedupe_window_days = %s "
+                        "WHERE id = %s",
+                        (scope, window, BIG_PROJECT),
                     )
                     conn.execute("CHECKPOINT")
                 out = run_loader(url, values, record=True)
                 r = out["result"]
                 # Every new number is inserted or, under all_projects, counted elsewhere.
                 assert r.inserted + r.duplicate_elsewhere == expected, r.as_dict()
-                assert scope == "all_projects" or r.duplicate_elsewhere == 0
+                assert variant != "scope-project" or r.duplicate_elsewhere == 0
                 print(
                     f"run {run + 1} {variant:18s} {out['seconds']:6.1f} s wall "
                     f"{out['cpu']:6.1f} s CPU (inserted {r.inserted:,}, elsewhere "
@@ -386,9 +406,80 @@ def _dedupe_runs(
     print(f"\nsummary: {runs} run(s), medians, {len(values):,} input rows")
     for k, v in med.items():
         print(f"  {k:18s} {v:6.1f} s  {len(values) / v:9,.0f} input rows/s")
-    ratio = med["scope-project"] / med["scope-all-projects"]
-    print(f"  ratio project scope : all_projects = {ratio:.2f}  (aim >= 0.85)")
+    for k in DEDUPE_VARIANTS:
+        if k != "scope-project":
+            ratio = med["scope-project"] / med[k]
+            print(f"  ratio project scope : {k[6:]:12s} = {ratio:.2f}  (aim >= 0.85)")
     print(f"wall time {time.perf_counter() - wall:.1f} s")
+    return 0
+
+
+# The `skipped` CTE as first written (a LATERAL ... ORDER BY ... LIMIT 1 per staged number),
+# EXPLAINed beside load_dedupe.ELSEWHERE to show what the rewrite bought.
+_LATERAL_ELSEWHERE = sql.SQL(
+    """
+    skipped AS (
+        INSERT INTO {elsewhere} (line, phone, other)
+        SELECT f.line, f.phone, m.code
+        FROM firsts f
+        CROSS JOIN LATERAL (
+            SELECT pn.project_id = %(project)s AS here, p.code
+            FROM phone_numbers pn JOIN projects p ON p.id = pn.project_id
+            WHERE pn.phone_number = f.phone
+              AND (pn.project_id = %(project)s
+                   OR (%(all_projects)s AND NOT p.is_deleted)
+                   OR pn.last_call_at >= %(since)s)
+            ORDER BY pn.project_id = %(project)s DESC, p.code
+            LIMIT 1
+        ) m
+        WHERE NOT m.here
+        RETURNING phone
+    ),"""
+)
+
+
+def _explain_dedupe(server_url: str, values: list[object]) -> int:
+    """The loader's INSERT under each dedupe rule, EXPLAIN (ANALYZE, BUFFERS), on one clone,
+    each rolled back (the later ones see a warmer cache: read the plans, not the totals)."""
+    url, _ = clone_database(server_url, BENCH_DATABASE, RUN_DATABASE)
+    try:
+        migrate.upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            plans = [(v, rule, False) for v, rule in DEDUPE_VARIANTS.items()]
+            plans.insert(2, ("scope-all-projects", DEDUPE_VARIANTS["scope-all-projects"], True))
+            for variant, (scope, window), lateral in plans:
+                conn.execute(
+                    "UPDATE projects SET dedupe_scope = %s, dedupe_window_days = %s WHERE id = %s",
+                    (scope, window, BIG_PROJECT),
+                )
+                with conn.transaction(force_rollback=True):
+                    rule = number_loads.dedupe_rule(conn, BIG_PROJECT)
+                    result = LoadResult()
+                    zones = Zones.read(conn, GEO_ID)
+                    stage = bulk_stage.create(conn)
+                    bulk_stage.copy_chunks(
+                        conn, stage, chunked(values), "RU", result, RejectSink(result, 0), zones
+                    )
+                    zones.write_sets(conn)
+                    elsewhere = None if rule.project_only else load_dedupe.create_stage(conn)
+                    current, load_dedupe.ELSEWHERE = (
+                        load_dedupe.ELSEWHERE,
+                        (_LATERAL_ELSEWHERE if lateral else load_dedupe.ELSEWHERE),
+                    )
+                    try:
+                        statement, params = bulk_insert.insert_statement(
+                            conn, stage, BIG_PROJECT, PROVIDER_ID, GEO_ID, None, rule, elsewhere
+                        )
+                    finally:
+                        load_dedupe.ELSEWHERE = current
+                    with bulk_insert.insert_settings(conn):
+                        plan = conn.execute(
+                            sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + statement, params
+                        ).fetchall()
+                print(f"--- {variant}{' (the LATERAL formulation)' if lateral else ''}")
+                print("\n".join(r[0] for r in plan), flush=True)
+    finally:
+        drop_database(server_url, RUN_DATABASE)
     return 0
 
 

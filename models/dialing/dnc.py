@@ -16,14 +16,27 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from psycopg import sql
 from sqlalchemy import Connection, text
 
-from models.bulk import Reject, RowChunk
+from models.bulk_types import Reject, RowChunk
 from models.phones import normalize_many
 
 OPT_OUT_KEY = "opt_out"  # in a call_result's result_data: true lists the number
 SOURCE_SOFTPHONE = "softphone"
 MAX_REASON = 1000
+
+# The loader's `on_dnc` figure (models/bulk_insert.py): of a load's distinct valid numbers (its
+# `firsts` CTE), those on an active entry, global or of the load's project %(project)s. Counted
+# whether or not they were inserted: the import reports what the file held.
+LOADED_ON_DNC = sql.SQL(
+    """
+    SELECT count(*) FROM firsts f WHERE EXISTS (
+        SELECT 1 FROM dnc_entries d
+        WHERE d.phone_number = f.phone
+          AND (d.project_id IS NULL OR d.project_id = %(project)s)
+          AND (d.expires_at IS NULL OR d.expires_at > now()))"""
+)
 
 
 @dataclass

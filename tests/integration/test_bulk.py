@@ -404,10 +404,10 @@ def test_pandas_columns_work_as_chunk_sequences(conn, factory) -> None:
 
 
 def test_fk_checks_are_skipped_only_when_safe_and_never_bypass_user_triggers(conn, factory) -> None:
-    from models.bulk import _may_skip_fk_checks
+    from models.bulk_insert import may_skip_fk_checks
 
     project, provider = factory.project(), factory.provider()
-    assert _may_skip_fk_checks(conn)  # superuser; only ALWAYS triggers (callable counts)
+    assert may_skip_fk_checks(conn)  # superuser; only ALWAYS triggers (callable counts)
     conn.execute(
         """
         CREATE TABLE insert_seen (phone text);
@@ -418,7 +418,7 @@ def test_fk_checks_are_skipped_only_when_safe_and_never_bypass_user_triggers(con
         """
     )
     try:
-        assert not _may_skip_fk_checks(conn)
+        assert not may_skip_fk_checks(conn)
         result = load_numbers(
             conn, project.id, [RowChunk(["+79160000001", "+79160000002"])], provider_id=provider.id
         )

@@ -22,7 +22,7 @@ statement-level triggers keep it in `callable_counts` instead, exact and transac
 * UPDATEs that change none of (project, phone, timezone, candidate set) add nothing and take no
   lock (the SoftPhone webhook's status updates, dial-queue leases).
 * ENABLE ALWAYS: the loader's `session_replication_role = replica` (no FK triggers) must not
-  skip them (models/bulk.py `_may_skip_fk_checks`).
+  skip them (models/bulk_insert.py `may_skip_fk_checks`).
 """
 
 from collections.abc import Sequence
