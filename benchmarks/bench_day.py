@@ -133,7 +133,8 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
                 s["list"], host, port, args.list_rate, list_maker(token, deep_ids), list_check,
                 max_items=int(args.list_rate * secs), max_seconds=secs)),
             "lease": (s["lease"], lambda: holders_loop(
-                s["lease"], port, leases, args.holders, 7200, max_seconds=secs)),
+                s["lease"], port, leases, args.holders, 7200, max_seconds=secs,
+                pause=args.lease_pause)),
         }  # fmt: skip
 
     warm = Stats("warm-up", "events")  # connections, imports, caches of every worker
@@ -234,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--popup-rate", type=float, default=150.0)
     parser.add_argument("--list-rate", type=float, default=50.0)
     parser.add_argument("--holders", type=int, default=50)
+    parser.add_argument(
+        "--lease-pause", type=float, default=0.0,
+        help="seconds each holder waits after a lease (its call); 0: back to back, as "
+        "bench_dial_queue (a saturation load, not an agent's pace)",
+    )  # fmt: skip
     parser.add_argument("--import-timeout", type=float, default=900.0)
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 s, 50k rows")
     parser.add_argument("--keep", action="store_true", help="keep the database copy")
