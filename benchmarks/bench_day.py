@@ -70,7 +70,15 @@ from benchmarks.bench_softphone import (
     verify,
     webhook_check,
 )
-from benchmarks.day_platform import CpuShare, Importer, Platform, WaitSampler, wait_quiet
+from benchmarks.day_platform import (
+    CpuShare,
+    Importer,
+    Platform,
+    WaitSampler,
+    profile,
+    profile_summary,
+    wait_quiet,
+)
 
 RUN_DATABASE = "numbase_bench_day"
 SFTP_PASSWORD = "bench-day-sftp-password"
@@ -161,6 +169,11 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
 
     together = loops(args.seconds, "together")
     cpu.begin()
+    spies = []
+    if args.profile:
+        workers = cpu.workers("API (uvicorn)")
+        spies = profile(workers, args.seconds * 0.9, args.profile)
+        print(f"py-spy on API workers {workers} -> {args.profile}", flush=True)
     with WaitSampler(db_url, RUN_DATABASE) as waits:
         t0 = time.perf_counter()
         imp = asyncio.create_task(asyncio.to_thread(importer.run, "together", TOGETHER_PROJECT))
@@ -168,12 +181,14 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
         traffic_s = time.perf_counter() - t0
         imp_together = await imp
     cpus["together"] = cpu.end()
+    for spy in spies:
+        spy.wait(60)
     return dict(alone=alone, together={p: s for p, (s, _) in together.items()}, work=work,
                 leases=leases, imports=(imp_alone, imp_together), cpus=cpus,
                 waits=waits, traffic_s=traffic_s)  # fmt: skip
 
 
-def report(r: dict) -> int:  # type: ignore[type-arg]
+def report(r: dict, profiled: Path | None) -> int:  # type: ignore[type-arg]
     errors = 0
     print("\npath      alone p50 / p95 / p99 (ms)        together p50 / p95 / p99 (ms)   "
           "rate alone / together   errors   aim")  # fmt: skip
@@ -207,6 +222,10 @@ def report(r: dict) -> int:  # type: ignore[type-arg]
         print(f"  {phase:<9} {top}")
     for line in r["waits"].report():
         print(f"  together: {line}")
+    if profiled:
+        print("\nAPI workers during the together window (py-spy):")
+        for line in profile_summary(profiled):
+            print(f"  {line}")
     return errors
 
 
@@ -241,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         "bench_dial_queue (a saturation load, not an agent's pace)",
     )  # fmt: skip
     parser.add_argument("--import-timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR",
+        help="py-spy the API workers during the together window (raw stacks into DIR)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 s, 50k rows")
     parser.add_argument("--keep", action="store_true", help="keep the database copy")
     args = parser.parse_args(argv)
@@ -303,7 +326,7 @@ def day(args: argparse.Namespace, server_url: str, db_url: str, work: Path) -> i
         r = uvloop.run(run_phases(args, port, token, deep_ids, importer, cpu, db_url))
     finally:
         platform.stop()
-    errors = report(r)
+    errors = report(r, args.profile)
     print(f"load average at the end: {os.getloadavg()}")
     work_ = r["work"]
     before = attempts_of(database_url(server_url, BENCH_DATABASE), list(work_.ended_sent))

@@ -9,6 +9,7 @@ SFTP server are exactly what an operator starts. It is stopped by SIGTERM, its o
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,6 +197,15 @@ class CpuShare:
                 groups[pid] = f"PostgreSQL {kind}"
         return groups
 
+    def workers(self, label: str) -> list[int]:
+        """Pids of `label` processes started by one of the same kind (uvicorn's workers)."""
+        table = _proc_table()
+        groups = self._groups(table)
+        return [
+            pid for pid, kind in groups.items()
+            if kind == label and pid in table and groups.get(table[pid][0]) == label
+        ]  # fmt: skip
+
     def begin(self) -> None:
         self.start = _proc_table()
 
@@ -258,3 +268,62 @@ class WaitSampler:
         for query, v in self.autovacuum.most_common(5):
             lines.append(f"autovacuum seen in {v / n:.0%} of samples: {query}")
         return lines
+
+
+# --- where an API worker's CPU goes (optional: py-spy) -----------------------------------------
+
+
+def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+    """Start `py-spy record` (50 Hz, without pausing the target) on each pid for `seconds`."""
+    spy = Path(sys.executable).with_name("py-spy")
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "50",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                str(out / f"pyspy-{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for pid in pids
+    ]
+
+
+def profile_summary(out: Path, top: int = 12) -> list[str]:
+    """Share of samples per leaf function and per numbase function on the stack (inclusive)."""
+    leaf: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0
+    for path in out.glob("pyspy-*.txt"):
+        for line in path.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not stack or not n.isdigit():
+                continue
+            # "func (path:line)" -> "func (path)", repository paths relative to it
+            frames = [
+                re.sub(r":\d+\)$", ")", f).replace(f"({ROOT}/", "(") for f in stack.split(";")
+            ]
+            total += int(n)
+            leaf[frames[-1]] += int(n)
+            for f in set(frames):
+                if any(f"({d}/" in f for d in ("api", "models")):
+                    ours[f] += int(n)
+    if not total:
+        return ["no py-spy samples"]
+    lines = [f"{total} samples; leaf functions:"]
+    lines += [f"  {v / total:5.1%} {k}" for k, v in leaf.most_common(top)]
+    lines.append("numbase functions on the stack (inclusive):")
+    lines += [f"  {v / total:5.1%} {k}" for k, v in ours.most_common(top)]
+    return lines
