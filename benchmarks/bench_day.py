@@ -161,6 +161,7 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
         cpus[path] = cpu.end()
         alone[path] = stats
         touched[:] = list(work.ended_sent)
+        print(stats.line(), flush=True)
     cpu.begin()
     imp_alone = await asyncio.to_thread(importer.run, "alone", ALONE_PROJECT)
     cpus["import"] = cpu.end()
@@ -183,6 +184,8 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
     cpus["together"] = cpu.end()
     for spy in spies:
         spy.wait(60)
+    for _, (stats, _start) in together.items():
+        print(stats.line(), flush=True)
     return dict(alone=alone, together={p: s for p, (s, _) in together.items()}, work=work,
                 leases=leases, imports=(imp_alone, imp_together), cpus=cpus,
                 waits=waits, traffic_s=traffic_s)  # fmt: skip
