@@ -141,7 +141,7 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
                 s["list"], host, port, args.list_rate, list_maker(token, deep_ids), list_check,
                 max_items=int(args.list_rate * secs), max_seconds=secs)),
             "lease": (s["lease"], lambda: holders_loop(
-                s["lease"], port, leases, args.holders, 7200, max_seconds=secs,
+                s["lease"], port, leases, args.holders, 3600, max_seconds=secs,
                 pause=args.lease_pause)),
         }  # fmt: skip
 
