@@ -154,8 +154,8 @@ def _label(cmd: str) -> str | None:
     for mark, name in (
         ("uvicorn", "API (uvicorn)"), ("dagster_webserver", "Dagster webserver"),
         ("dagster-webserver", "Dagster webserver"), ("dagster-daemon", "Dagster daemon"),
-        ("daemon run", "Dagster daemon"), ("api grpc", "Dagster code server"),
-        ("code-server", "Dagster code server"), ("execute_run", "Dagster run worker"),
+        ("daemon run", "Dagster daemon"), ("api grpc", "Dagster code server + its runs"),
+        ("code-server", "Dagster code server + its runs"), ("execute_run", "Dagster run worker"),
         ("api execute", "Dagster run worker"), ("dbt", "dbt"),
         ("local_sftp", "SFTP server"), ("dagster dev", "dagster dev"),
         ("cli.main up", "numbase up"),
