@@ -56,6 +56,9 @@ RUN_DATABASE = "numbase_bench_api"
 JWT_SECRET = "bench-api-jwt-secret-" + "x" * 40
 PASSWORD = "bench-admin-password"
 PAGE = 50
+# The API's session defaults (models/db.py DbTimeouts, default settings) as pgbouncer's
+# connect_query sets them on each server connection, as deploy/pgbouncer/pgbouncer.ini does.
+POOLED_DEFAULTS = "SET lock_timeout = 10000; SET statement_timeout = 300000"
 
 
 def free_port() -> int:
@@ -148,12 +151,12 @@ def run(db_url: str, requests: int, api_db_url: str | None = None) -> dict[str, 
     port = free_port()
     log = ROOT / ".numbase" / "bench-api-uvicorn.log"
     username = create_admin(db_url)
-    proc = start_api(
-        api_db_url or db_url,
-        port,
-        log,
-        env={"NUMBASE_JWT_SECRET": JWT_SECRET, "NUMBASE_LOG_LEVEL": "WARNING"},
-    )
+    env = {"NUMBASE_JWT_SECRET": JWT_SECRET, "NUMBASE_LOG_LEVEL": "WARNING"}
+    if api_db_url:
+        # Through the pooler: no per-connection `options` (pgbouncer refuses them); its
+        # connect_query sets the session defaults instead (POOLED_DEFAULTS).
+        env["NUMBASE_DB_POOLED"] = "true"
+    proc = start_api(api_db_url or db_url, port, log, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=600) as client:
@@ -330,8 +333,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.pgbouncer:
                 from models.pgbouncer import LocalPgBouncer
 
-                with LocalPgBouncer(server_url) as bouncer:
-                    print("\n== the same through pgbouncer", flush=True)
+                with LocalPgBouncer(server_url, connect_query=POOLED_DEFAULTS) as bouncer:
+                    print(
+                        f"\n== the same through pgbouncer (transaction pooling, pool size "
+                        f"{bouncer.default_pool_size}, 127.0.0.1:{bouncer.port})",
+                        flush=True,
+                    )
                     pooled = run(db_url, args.requests, bouncer.url(db_url.rsplit("/", 1)[1]))
                 compare(direct, pooled)
         finally:

@@ -104,8 +104,9 @@ class Leases:
 
 async def holders_loop(
     stats: Stats, port: int, leases: Leases, holders: int, lease_seconds: int,
-    *, max_seconds: float,
+    *, max_seconds: float, pause: float = 0.0,
 ) -> None:  # fmt: skip
+    """Each holder leases one number, waits `pause` s (its call; 0: at once), leases again."""
     deadline = time.perf_counter() + max_seconds
 
     async def holder(i: int) -> None:
@@ -121,6 +122,8 @@ async def holders_loop(
                     continue
                 stats.items += 1
                 leases.record(name, body)
+                if pause:
+                    await asyncio.sleep(pause)
         finally:
             conn.close()
 

@@ -34,15 +34,21 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def generate(path: Path, rows: int) -> None:
-    # n -> n*7919 mod 10^9 is a bijection (7919 is coprime with 10): distinct, scattered numbers.
+def generate(
+    path: Path, rows: int, *, prefix: str = "+79", digits: int = 9, first: int = 0
+) -> None:
+    """Rows first..first+rows-1 of `prefix` + a `digits`-digit permutation of the row number.
+
+    n -> n*7919 mod 10^d is a bijection (7919 is coprime with 10): distinct, scattered numbers;
+    files of disjoint row ranges (first) share no number."""
+    mod = 10**digits
     with path.open("w", buffering=1 << 20) as fh:
         fh.write("phone\n")
         step = 100_000
-        for lo in range(0, rows, step):
+        for lo in range(first, first + rows, step):
             fh.write(
-                "".join(f"+79{(n * 7919 + 12345) % 1_000_000_000:09d}\n"
-                        for n in range(lo, min(lo + step, rows)))
+                "".join(f"{prefix}{(n * 7919 + 12345) % mod:0{digits}d}\n"
+                        for n in range(lo, min(lo + step, first + rows)))
             )  # fmt: skip
 
 

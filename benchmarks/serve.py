@@ -25,6 +25,7 @@ def start_api(
         sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log",
     ]  # fmt: skip
+    log.parent.mkdir(parents=True, exist_ok=True)  # .numbase/ is absent in a fresh checkout
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
