@@ -1,7 +1,7 @@
 """dial queue: the lease walk skips leased and waiting numbers on the index itself
 
 Revision ID: 0009_lease_index
-Revises: 0008_queue
+Revises: 0009_callable_counts
 
 ix_phone_numbers_dial_queue gains two trailing key columns: `due` (the later of
 next_attempt_at and leased_until, -infinity when both are NULL) and call_attempts. They do not
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0009_lease_index"
-down_revision: str | None = "0008_queue"
+down_revision: str | None = "0009_callable_counts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
