@@ -114,8 +114,9 @@ class Importer:
         return out
 
 
-def wait_quiet(db_url: str, timeout: float) -> float:
-    """Wait until Dagster has no run queued or in flight (the post-import conversion refresh)."""
+def wait_quiet(db_url: str, timeout: float, at_least: float = 45.0) -> float:
+    """Wait until Dagster has no run queued or in flight, and at least `at_least` s: the
+    post-import conversion refresh is requested by a sensor ticking every 30 s."""
     started = time.monotonic()
     with psycopg.connect(db_url, autocommit=True) as conn:
         while time.monotonic() - started < timeout:
@@ -123,7 +124,7 @@ def wait_quiet(db_url: str, timeout: float) -> float:
                 "SELECT count(*) FROM dagster.runs WHERE status NOT IN "
                 "('SUCCESS', 'FAILURE', 'CANCELED')"
             ).fetchone()
-            if row and row[0] == 0:
+            if row and row[0] == 0 and time.monotonic() - started >= at_least:
                 break
             time.sleep(1)
     return time.monotonic() - started
