@@ -21,8 +21,9 @@ the single-path benchmarks (not copies of them):
 Open-loop latency counts from the *scheduled* send time; the holders' from each send. Phases:
 warm-up; each path alone for --alone-seconds; the import alone (then the post-import conversion
 refresh is waited for); then all of them together for --seconds, the import dropped at its
-start. Afterwards nothing may be lost: every distinct event sent is stored and the called
-numbers' call_attempts grew by exactly the distinct call_ended events (bench_softphone.verify),
+start. Afterwards nothing may be lost: every distinct event accepted is stored (a request
+refused with 503 is not an acceptance: the sender retries) and the called numbers' call_attempts
+grew by exactly the distinct accepted call_ended events (bench_softphone.verify),
 every number of both files is in its project, no number was leased twice.
 """
 
