@@ -277,6 +277,10 @@ class WaitSampler:
 def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
     """Start `py-spy record` (50 Hz, without pausing the target) on each pid for `seconds`."""
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():  # not a project dependency: a profiling tool, installed on demand
+        raise RuntimeError(
+            f"--profile needs py-spy: {Path(sys.executable).parent}/pip install py-spy"
+        )
     out.mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(
