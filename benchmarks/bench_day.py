@@ -79,6 +79,7 @@ from benchmarks.day_platform import (
     WaitSampler,
     profile,
     profile_summary,
+    py_spy,
     wait_quiet,
 )
 
@@ -299,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 s, 50k rows")
     parser.add_argument("--keep", action="store_true", help="keep the database copy")
     args = parser.parse_args(argv)
+    if args.profile:
+        py_spy()  # fail now, not after the lone phases
     if args.quick:
         args.seconds, args.alone_seconds, args.rows = 20.0, 6.0, 50_000
 

@@ -274,13 +274,16 @@ class WaitSampler:
 # --- where an API worker's CPU goes (optional: py-spy) -----------------------------------------
 
 
-def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
-    """Start `py-spy record` (50 Hz, without pausing the target) on each pid for `seconds`."""
+def py_spy() -> Path:
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists():  # not a project dependency: a profiling tool, installed on demand
-        raise RuntimeError(
-            f"--profile needs py-spy: {Path(sys.executable).parent}/pip install py-spy"
-        )
+        raise RuntimeError(f"--profile needs py-spy: {spy.parent}/pip install py-spy")
+    return spy
+
+
+def profile(pids: list[int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
+    """Start `py-spy record` (50 Hz, without pausing the target) on each pid for `seconds`."""
+    spy = py_spy()
     out.mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(
