@@ -72,16 +72,8 @@ from benchmarks.bench_softphone import (
     verify,
     webhook_check,
 )
-from benchmarks.day_platform import (
-    CpuShare,
-    Importer,
-    Platform,
-    WaitSampler,
-    profile,
-    profile_summary,
-    py_spy,
-    wait_quiet,
-)
+from benchmarks.day_platform import Importer, Platform, wait_quiet
+from benchmarks.day_probes import CpuShare, WaitSampler, profile, profile_summary, py_spy
 
 RUN_DATABASE = "numbase_bench_day"
 SFTP_PASSWORD = "bench-day-sftp-password"
