@@ -21,8 +21,9 @@ the single-path benchmarks (not copies of them):
 Open-loop latency counts from the *scheduled* send time; the holders' from each send. Phases:
 warm-up; each path alone for --alone-seconds; the import alone (then the post-import conversion
 refresh is waited for); then all of them together for --seconds, the import dropped at its
-start. Afterwards nothing may be lost: every distinct event sent is stored and the called
-numbers' call_attempts grew by exactly the distinct call_ended events (bench_softphone.verify),
+start. Afterwards nothing may be lost: every distinct event accepted is stored (a request
+refused with 503 is not an acceptance: the sender retries) and the called numbers' call_attempts
+grew by exactly the distinct accepted call_ended events (bench_softphone.verify),
 every number of both files is in its project, no number was leased twice.
 """
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -70,15 +72,8 @@ from benchmarks.bench_softphone import (
     verify,
     webhook_check,
 )
-from benchmarks.day_platform import (
-    CpuShare,
-    Importer,
-    Platform,
-    WaitSampler,
-    profile,
-    profile_summary,
-    wait_quiet,
-)
+from benchmarks.day_platform import Importer, Platform, wait_quiet
+from benchmarks.day_probes import CpuShare, WaitSampler, profile, profile_summary, py_spy
 
 RUN_DATABASE = "numbase_bench_day"
 SFTP_PASSWORD = "bench-day-sftp-password"
@@ -114,13 +109,39 @@ def list_maker(token: str, deep_ids: list[int]) -> Callable[[], tuple[bytes, int
     return make
 
 
+class Refused:
+    """Webhook events whose request was refused (a 503 "database busy": the sender retries);
+    such an event is not accepted, so it must not be stored, unless a re-send got through."""
+
+    def __init__(self) -> None:
+        self.accepted: set[str] = set()
+        self.refused: dict[str, dict[str, object]] = {}
+
+    def reply(self, raw: bytes, status: int) -> None:
+        event = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+        if status in (200, 202):
+            self.accepted.add(event["event_id"])
+        else:
+            self.refused[event["event_id"]] = event
+
+    def discount(self, work: Workload) -> int:
+        """Take the never-accepted events out of what `work` counts as sent (for verify)."""
+        never = [e for i, e in self.refused.items() if i not in self.accepted]
+        for e in never:
+            work.sent_ids.discard(str(e["event_id"]))
+            phone = str(e["phone_number"])
+            if e["event_type"] == "call_ended" and phone in work.ended_sent:
+                work.ended_sent[phone] -= 1
+        return len(never)
+
+
 def list_check(status: int, body: bytes) -> str | None:
     return None if status == 200 else f"HTTP {status}: {body[:200]!r}"
 
 
 async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # type: ignore[no-untyped-def]
     host, rng = "127.0.0.1", random.Random(17)
-    work, leases = Workload(rng), Leases()
+    work, leases, refused = Workload(rng), Leases(), Refused()
     # Pop-ups look up numbers with recent events too (30%): refilled after each phase.
     touched: list[str] = []
     service = {"X-API-Key": API_KEY}
@@ -133,7 +154,7 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
         return {
             "webhook": (s["webhook"], lambda: open_loop(
                 s["webhook"], host, port, args.rate, hook_make, webhook_check(s["webhook"]),
-                max_items=int(args.rate * secs), max_seconds=secs)),
+                max_items=int(args.rate * secs), max_seconds=secs, on_reply=refused.reply)),
             "pop-up": (s["pop-up"], lambda: open_loop(
                 s["pop-up"], host, port, args.popup_rate, popup_maker(rng, service, touched),
                 popup_check, max_items=int(args.popup_rate * secs), max_seconds=secs)),
@@ -187,6 +208,7 @@ async def run_phases(args, port, token, deep_ids, importer, cpu, db_url):  # typ
     for _, (stats, _start) in together.items():
         print(stats.line(), flush=True)
     return dict(alone=alone, together={p: s for p, (s, _) in together.items()}, work=work,
+                refused=refused,
                 leases=leases, imports=(imp_alone, imp_together), cpus=cpus,
                 waits=waits, traffic_s=traffic_s)  # fmt: skip
 
@@ -270,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 s, 50k rows")
     parser.add_argument("--keep", action="store_true", help="keep the database copy")
     args = parser.parse_args(argv)
+    if args.profile:
+        py_spy()  # fail now, not after the lone phases
     if args.quick:
         args.seconds, args.alone_seconds, args.rows = 20.0, 6.0, 50_000
 
@@ -333,6 +357,8 @@ def day(args: argparse.Namespace, server_url: str, db_url: str, work: Path) -> i
     print(f"load average at the end: {os.getloadavg()}")
     work_ = r["work"]
     before = attempts_of(database_url(server_url, BENCH_DATABASE), list(work_.ended_sent))
+    never = r["refused"].discount(work_)
+    print(f"webhook events refused (503) and never accepted: {never:,}; not counted as sent")
     problems = verify(db_url, work_, before) + lost_numbers(db_url, args.rows)
     doubles = len(r["leases"].doubles) + audit_doubles(db_url)
     print(f"numbers leased {len(r['leases'].holder_of):,}, double leases {doubles}")

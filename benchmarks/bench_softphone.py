@@ -235,8 +235,10 @@ async def closed_loop(
 async def open_loop(
     stats: Stats, host: str, port: int, rate: float, make: Make, check: Check,
     *, max_items: int, max_seconds: float, conns: int = 64,
+    on_reply: Callable[[bytes, int], None] | None = None,
 ) -> None:  # fmt: skip
-    """Requests scheduled at `rate`/s; latency counts from the scheduled time."""
+    """Requests scheduled at `rate`/s; latency counts from the scheduled time.
+    `on_reply(request, status)` sees each request with its answer's status."""
     pool: asyncio.Queue[Conn] = asyncio.Queue()
     for _ in range(conns):
         pool.put_nowait(Conn(host, port))
@@ -249,6 +251,8 @@ async def open_loop(
             stats.latencies.append(time.perf_counter() - scheduled)
             if err := check(status, body):
                 stats.errors.append(err)
+            if on_reply is not None:
+                on_reply(raw, status)
         finally:
             pool.put_nowait(conn)
 
