@@ -10,10 +10,11 @@ would run over nothing. This benchmark builds, once, a copy of the base (databas
 modified) where the data looks like a system that recorded every load from the start:
 
 * every number belongs to a load: one `number_loads` row per (project, block of N consecutive
-  ids), N = 20,000 by default (~700 loads; a block that straddles two projects' id ranges
-  gives one load per project), kind `sftp`, loaded at the earliest created_at of its numbers,
-  provider the block's, counts as the loader would write them (10% more rows read than
-  inserted: 4% invalid, 6% duplicates), a lead cost on every other load;
+  ids), N = 20,000 by default (812 loads on the 10M base; a block that straddles two
+  projects' id ranges gives one load per project), kind `sftp`, loaded at the earliest
+  created_at of its numbers, provider the block's, counts as the loader would write them
+  (10% more rows read than inserted: 4% invalid, 6% duplicates), a lead cost on every other
+  load;
 * `phone_numbers.source_load_id` set for all 10M rows by one table rewrite (ALTER COLUMN ...
   USING, indexes rebuilt in bulk), so the table is as compact as the base's;
 * one `call_result` event per dialled number (~3,000,000 rows; status from the number, occurred
