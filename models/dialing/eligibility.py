@@ -70,7 +70,7 @@ def load_calendar(session: Session, now: dt.datetime) -> policy.Calendar:
     return calendar_of(
         session.execute(
             select(Holiday.day, Holiday.is_working_day).where(Holiday.day.between(lo, hi))
-        ).tuples()
+        ).all()
     )
 
 
