@@ -14,10 +14,13 @@ from models.dialing.queue_plan import PlanCache
 
 
 def plan_cache(state: Any) -> PlanCache:
+    # In the State object's own __dict__ (as the queue-state cache): `state.x = ...` would go
+    # to Starlette's State._state instead, and a lookup here would miss every time.
     cache: PlanCache | None = state.__dict__.get("dial_queue_plans")
     if cache is None:
-        cache = PlanCache(state.settings.dial_queue_plan_cache_seconds)
-        state.dial_queue_plans = cache
+        cache = state.__dict__.setdefault(
+            "dial_queue_plans", PlanCache(state.settings.dial_queue_plan_cache_seconds)
+        )
     return cache
 
 

@@ -319,6 +319,12 @@ def test_lease_reads_project_state_itself_and_sees_a_rules_change_at_once(
     client.patch(rules_url(project.id), headers=manager.headers, json={"max_attempts": 2})
     got = client.post(q(project.id, "lease/"), headers=KEY, json=body).json()["numbers"]
     assert [n["id"] for n in got] == [once.id]
+    # One plan cache per app, kept across requests (a new one per request re-read the rules
+    # and rebuilt the minute's statement on every lease).
+    from api.queue_plans import plan_cache
+
+    cache = plan_cache(client.app.state)
+    assert cache is plan_cache(client.app.state) and project.id in cache._plans
     rows = session.execute(select(AuditLog.actor, AuditLog.entity_id, AuditLog.changes).where(
         AuditLog.action == "dial_queue_lease")).all()  # fmt: skip
     assert rows == [("service:softphone", once.id, {"status": ["no_answer", "in_progress"],
