@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             resolve_database_url(settings),
             pool_size=settings.db_pool_size,
             timeouts=db_timeouts(settings),
+            prepares=not settings.db_pooled,
         )
     app = FastAPI(
         title="numbase API",

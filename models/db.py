@@ -156,8 +156,12 @@ def connect(
     """A plain psycopg connection (sensors, Dagster), with the timeouts given."""
     if timeouts is not None:
         kwargs = timeouts.connect_args(kwargs)
-    kwargs.setdefault("prepare_threshold", None)  # see make_engine
+    kwargs.setdefault("prepare_threshold", NEVER_AUTO_PREPARE)  # see make_engine
     return psycopg.connect(url, application_name=application_name, **kwargs)
+
+
+# psycopg's automatic-prepare threshold out of reach: runs of one statement on one connection.
+NEVER_AUTO_PREPARE = 2**62
 
 
 def make_engine(
@@ -165,6 +169,7 @@ def make_engine(
     *,
     pool_size: int | None = 10,
     timeouts: DbTimeouts | None = None,
+    prepares: bool = True,
     **kwargs: object,
 ) -> Engine:
     """pool_size=None means no pooling (one-shot tools: migrations, CLI).
@@ -177,8 +182,11 @@ def make_engine(
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     # psycopg auto-prepares after 5 runs and the generic plan can be thousands of times
-    # slower for paging queries (STACK-NOTES): never switch to server-side prepares.
-    connect_args: dict[str, Any] = {"prepare_threshold": None}
+    # slower for paging queries (STACK-NOTES): never prepare automatically. (Not None: that
+    # would also refuse the explicit prepares of models/prepared.py.)
+    # `prepares=False` (behind a transaction pooler, NUMBASE_DB_POOLED): no prepared statement at
+    # all, models/prepared.py included (it follows the connection's setting).
+    connect_args: dict[str, Any] = {"prepare_threshold": NEVER_AUTO_PREPARE if prepares else None}
     if timeouts is not None:
         connect_args = timeouts.connect_args(connect_args)
     return create_engine(
@@ -195,6 +203,7 @@ def get_engine(url: str | None = None) -> Engine:
         url or resolve_database_url(settings),
         pool_size=settings.db_pool_size,
         timeouts=db_timeouts(settings),
+        prepares=not settings.db_pooled,
     )
 
 

@@ -90,9 +90,13 @@ def test_server_side_prepares_break_and_numbase_never_uses_them(
 ) -> None:
     """psycopg prepares a statement after 5 runs, under names (`_pg3_0`, ...) that are unique
     per client connection only. Through transaction pooling two clients share a server
-    connection, so the second prepare collides. Every numbase connection passes
-    prepare_threshold=None (models/db.py, orchestration/resources.py)."""
+    connection, so the second prepare collides. Behind a pooler every numbase connection passes
+    prepare_threshold=None (models/db.py with prepares=False, orchestration/resources.py), and
+    the hot paths' explicit prepares (models/prepared.py) then run plainly."""
+    from sqlalchemy import Integer, bindparam, select
+
     from models.db import make_engine
+    from models.prepared import execute_prepared
 
     db = database_url.rsplit("/", 1)[1]
     with LocalPgBouncer(server_url, default_pool_size=1) as one_server_conn:
@@ -107,13 +111,15 @@ def test_server_side_prepares_break_and_numbase_never_uses_them(
             a.close()
             b.close()
 
-        engine = make_engine(url, pool_size=2)
+        engine = make_engine(url, pool_size=2, prepares=False)
+        stmt = select(bindparam("i", type_=Integer))
         try:
             for _ in range(3):
                 with engine.connect() as conn:
                     assert conn.connection.driver_connection.prepare_threshold is None
                     for i in range(10):  # far past psycopg's default threshold of 5
                         assert conn.exec_driver_sql("SELECT %(i)s::int", {"i": i}).scalar() == i
+                        assert execute_prepared(conn, stmt, {"i": i})[0][0] == i
         finally:
             engine.dispose()
 
