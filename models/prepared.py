@@ -46,8 +46,10 @@ def execute_prepared(
         return list(conn.execute(stmt, dict(params)).all())
     sql, defaults = _compiled(stmt, conn.dialect)
     values = {**defaults, **params}
-    if not conn.in_transaction() and conn.get_isolation_level() != "AUTOCOMMIT":
-        conn.begin()  # so the caller's commit() commits what runs on the driver connection
+    # So the caller's commit() commits what runs on the driver connection. (The driver's own
+    # flag, not Connection.get_isolation_level(): that asks the server, two round trips.)
+    if not raw.autocommit and not conn.in_transaction():  # type: ignore[union-attr]
+        conn.begin()
     try:
         with raw.cursor(row_factory=namedtuple_row) as cur:  # type: ignore[union-attr]
             cur.execute(sql, values, prepare=True)

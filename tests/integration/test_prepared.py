@@ -60,3 +60,21 @@ def test_errors_are_sqlalchemy_errors_and_writes_commit(database_url: str) -> No
             conn.commit()
     finally:
         engine.dispose()
+
+
+def test_autocommit_read_asks_the_server_nothing_more(database_url: str, monkeypatch) -> None:
+    # The pop-up's path: an autocommit connection, no BEGIN and no isolation-level query (which
+    # SQLAlchemy answers with a SHOW and a ROLLBACK: two round trips per lookup).
+    engine = make_engine(database_url, pool_size=1)
+
+    def asked(*_: object) -> None:
+        raise AssertionError("the isolation level was asked of the server")
+
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            monkeypatch.setattr(conn.dialect, "get_isolation_level", asked)
+            assert execute_prepared(conn, STMT, {"i": 1})[0].i == 1
+            assert not conn.in_transaction()
+            assert conn.connection.driver_connection.info.transaction_status.name == "IDLE"
+    finally:
+        engine.dispose()
